@@ -1,0 +1,666 @@
+/**
+ * Typed NATS endpoints and the runtime that serves them: decode, handle,
+ * encode and reply, with a span and metrics per message, one error boundary,
+ * a bounded concurrency per endpoint, deadlines, and a graceful stop.
+ *
+ * The contract of a handler, stated once:
+ * - `handle(request, ctx)` returns the reply message, or nothing when the
+ *   endpoint has no reply type. The runtime sends it on the reply subject when
+ *   the incoming message has one.
+ * - Throwing answers the reply subject with an `ErrorResponse` whose `type`
+ *   comes from the error ({@linkcode HandlerError}) or is `Internal`; the
+ *   message is never a stack trace. A payload that does not decode is
+ *   answered `InvalidMessage` without calling the handler.
+ * - `ctx.signal` fires when the endpoint's deadline passes or the service
+ *   stops for good; pass it to every call that waits.
+ * - In JetStream mode a returned value means "ack", a retryable error means
+ *   "nak with backoff" and any other error means "terminate".
+ *
+ * Requires what `natsutil` requires (`--allow-net=<nats>`).
+ *
+ * @example A service with one endpoint
+ * ```ts ignore
+ * import { defineEndpoint, createService } from "@homelab/handler-base/handler";
+ * import { TTSRequestSchema, TTSStatusSchema } from "@homelab/handler-base/messages";
+ *
+ * const echo = defineEndpoint({
+ *   subject: "demo.echo",
+ *   request: TTSRequestSchema,
+ *   response: TTSStatusSchema,
+ *   handle: (req) => Promise.resolve({ status: "ok", message: req.text }),
+ * });
+ * const service = createService(nc, { name: "demo", endpoints: [echo], logger });
+ * await service.start();
+ * ```
+ *
+ * @module
+ */
+import type { DescMessage, MessageShape } from "@bufbuild/protobuf";
+import type { Msg, MsgHdrs, NatsConnection, Subscription } from "@nats-io/nats-core";
+import { type Context, context as otelContext, type Span, trace } from "@opentelemetry/api";
+import {
+  errorType,
+  HandlerError,
+  INTERNAL_ERROR_MESSAGE,
+  TimeoutError,
+  toErrorResponse,
+} from "./errors.ts";
+import type { Logger } from "./log.ts";
+import {
+  decode,
+  encode,
+  ErrorResponseSchema,
+  type MessageInitShape,
+  MSG_TYPE_HEADER,
+} from "./messages.ts";
+import { messageHeaders, publish, type PublishOptions } from "./natsutil.ts";
+import {
+  createTelemetry,
+  extractTraceContext,
+  recordError,
+  startConsumerSpan,
+  type Telemetry,
+} from "./telemetry.ts";
+
+/** What a handler receives beside the decoded request. */
+export interface HandlerContext {
+  /** The service name. */
+  readonly service: string;
+  /** The subject the message arrived on. */
+  readonly subject: string;
+  /** The subject's dot-separated tokens (the session id is often the last). */
+  readonly tokens: readonly string[];
+  /** The message headers, if any. */
+  readonly headers: MsgHdrs | undefined;
+  /** Fires when the deadline passes or the service stops for good. */
+  readonly signal: AbortSignal;
+  /** A logger with the subject and trace id on every line. */
+  readonly log: Logger;
+  /** The span of this message; children started inside `handle` nest under it. */
+  readonly span: Span;
+  /** Which delivery of this message this is (1 in core mode). */
+  readonly attempt: number;
+  /** The connection, for anything the helpers below do not cover. */
+  readonly nc: NatsConnection;
+  /**
+   * Publishes a typed message with `Msg-Type` and this message's trace context.
+   * Messages published through one context leave in call order.
+   */
+  publish<Desc extends DescMessage>(
+    subject: string,
+    schema: Desc,
+    message: MessageShape<Desc> | MessageInitShape<Desc>,
+    options?: Omit<PublishOptions, "context">,
+  ): void;
+}
+
+/** The definition of one endpoint. */
+export interface EndpointOptions<Req extends DescMessage, Res extends DescMessage> {
+  /** The subject, wildcards allowed (`ai.voice.tts.request.>`). */
+  subject: string;
+  /** A name for stats and logs. @default the subject */
+  name?: string;
+  /**
+   * The queue group; `false` for none (every replica gets every message).
+   *
+   * @default the service name
+   */
+  queue?: string | false;
+  /** The request's schema. */
+  request: Req;
+  /** The reply's schema; omit for endpoints that never reply. @default undefined */
+  response?: Res;
+  /** The business logic; see the module doc for the reply and ack rules. */
+  handle(
+    request: MessageShape<Req>,
+    ctx: HandlerContext,
+  ): Promise<MessageShape<Res> | MessageInitShape<Res> | void>;
+  /**
+   * How many messages this endpoint handles at once on one replica.
+   *
+   * @default the service's `concurrency`
+   */
+  concurrency?: number;
+  /**
+   * How many received messages may wait for a free slot; beyond it a request
+   * is answered `Overloaded` at once (never buffered without bound).
+   *
+   * @default 16 times the concurrency
+   */
+  maxPending?: number;
+  /**
+   * The deadline of one message, in milliseconds.
+   *
+   * @default the service's `timeoutMs`
+   */
+  timeoutMs?: number;
+}
+
+/**
+ * An endpoint with its types erased, ready to serve. Build it with
+ * {@linkcode defineEndpoint}.
+ */
+export interface Endpoint {
+  /** The subject. */
+  readonly subject: string;
+  /** The name for stats and logs. */
+  readonly name: string;
+  /** The queue group option as declared. */
+  readonly queue: string | false | undefined;
+  /** The full protobuf name of the request type. */
+  readonly requestType: string;
+  /** The full protobuf name of the reply type, if it has one. */
+  readonly responseType: string | undefined;
+  /** The declared concurrency, if any. */
+  readonly concurrency: number | undefined;
+  /** The declared pending bound, if any. */
+  readonly maxPending: number | undefined;
+  /** The declared deadline, if any. */
+  readonly timeoutMs: number | undefined;
+  /**
+   * Decodes, handles and encodes one payload. Throws what the handler threw;
+   * a payload that does not decode throws a `DecodeError`.
+   */
+  invoke(data: Uint8Array, msgType: string | undefined, ctx: HandlerContext): Promise<
+    Uint8Array | undefined
+  >;
+}
+
+/**
+ * Declares a typed endpoint.
+ *
+ * @typeParam Req The request schema.
+ * @typeParam Res The reply schema.
+ * @param options Subject, schemas, handler and limits.
+ * @returns The endpoint, for {@linkcode createService}.
+ *
+ * @example
+ * ```ts
+ * import { defineEndpoint } from "@homelab/handler-base/handler";
+ * import { TTSRequestSchema, TTSStatusSchema } from "@homelab/handler-base/messages";
+ *
+ * const endpoint = defineEndpoint({
+ *   subject: "demo.status",
+ *   request: TTSRequestSchema,
+ *   response: TTSStatusSchema,
+ *   handle: (req) => Promise.resolve({ status: "ok", message: req.text }),
+ * });
+ * console.log(endpoint.responseType); // "messages.v1.TTSStatus"
+ * ```
+ */
+export function defineEndpoint<Req extends DescMessage, Res extends DescMessage>(
+  options: EndpointOptions<Req, Res>,
+): Endpoint {
+  const { request, response, handle } = options;
+  return {
+    subject: options.subject,
+    name: options.name ?? options.subject,
+    queue: options.queue,
+    requestType: request.typeName,
+    responseType: response?.typeName,
+    concurrency: options.concurrency,
+    maxPending: options.maxPending,
+    timeoutMs: options.timeoutMs,
+    async invoke(data, msgType, ctx) {
+      const decoded = decode(request, data, { msgType });
+      const result = await handle(decoded, ctx);
+      if (!response || result === undefined) return undefined;
+      return encode(response, result);
+    },
+  };
+}
+
+/** One received message, whatever brought it (core subscription or JetStream). */
+export interface Delivery {
+  /** The subject it arrived on. */
+  readonly subject: string;
+  /** The payload. */
+  readonly data: Uint8Array;
+  /** The headers, if any. */
+  readonly headers: MsgHdrs | undefined;
+  /** Which delivery of this message this is. */
+  readonly attempt: number;
+  /** Sends the reply, when the message wants one. */
+  respond(data: Uint8Array, headers: MsgHdrs): void;
+  /** Whether the message wants a reply. */
+  readonly wantsReply: boolean;
+}
+
+/** How handling one delivery ended. */
+export type Outcome =
+  | { readonly ok: true }
+  | { readonly ok: false; readonly error: unknown };
+
+/** Counters of one endpoint, in the shape of the NATS micro protocol. */
+export interface EndpointStats {
+  /** The endpoint's name. */
+  readonly name: string;
+  /** The subject. */
+  readonly subject: string;
+  /** The queue group, or "" for none. */
+  readonly queueGroup: string;
+  /** Messages handled, failed or not. */
+  readonly numRequests: number;
+  /** Messages that failed. */
+  readonly numErrors: number;
+  /** Total handling time in nanoseconds. */
+  readonly processingTimeNs: number;
+  /** Average handling time in nanoseconds. */
+  readonly averageProcessingTimeNs: number;
+  /** The last failure as "type: message", or "". */
+  readonly lastError: string;
+  /** Messages being handled now. */
+  readonly inFlight: number;
+  /** Messages waiting for a slot now. */
+  readonly pending: number;
+}
+
+/** Options of {@linkcode createService}. */
+export interface ServiceOptions {
+  /** The service name: queue group, connection name, span and log field. */
+  name: string;
+  /** The service version. @default "0.1.0" */
+  version?: string;
+  /** The endpoints to serve. */
+  endpoints: readonly Endpoint[];
+  /** The logger. */
+  logger: Logger;
+  /** Telemetry. @default createTelemetry({ serviceName: name }) */
+  telemetry?: Telemetry;
+  /** Default concurrency of each endpoint. @default 16 */
+  concurrency?: number;
+  /** Default deadline of each message, in milliseconds. @default 60000 */
+  timeoutMs?: number;
+}
+
+/** Options of {@linkcode Service.stop}. */
+export interface StopOptions {
+  /**
+   * How long in-flight handlers may take to finish before their signal is
+   * aborted, in milliseconds.
+   *
+   * @default 10000
+   */
+  graceMs?: number;
+}
+
+/** A running set of endpoints on one connection. */
+export interface Service extends AsyncDisposable {
+  /** The service name. */
+  readonly name: string;
+  /** The connection. */
+  readonly nc: NatsConnection;
+  /** The endpoints as declared. */
+  readonly endpoints: readonly Endpoint[];
+  /** Subscribes every endpoint with a core (queue) subscription. */
+  start(): Promise<void>;
+  /** Whether every endpoint is subscribed and the service is not stopping. */
+  readonly ready: boolean;
+  /** Whether {@linkcode Service.stop} was called. */
+  readonly stopping: boolean;
+  /**
+   * Hands one delivery to an endpoint, waiting while the endpoint is at its
+   * concurrency limit, and resolves with how handling ended. Sources other
+   * than core subscriptions (JetStream) use it.
+   */
+  dispatch(endpoint: Endpoint, delivery: Delivery): Promise<Outcome>;
+  /** Stops taking messages and waits for in-flight ones (see {@linkcode StopOptions}). */
+  stop(options?: StopOptions): Promise<void>;
+  /** Counters per endpoint. */
+  stats(): EndpointStats[];
+  /** Registers something to stop with the service (a JetStream consumer). */
+  onStop(fn: () => Promise<void>): void;
+}
+
+interface EndpointState {
+  readonly endpoint: Endpoint;
+  readonly concurrency: number;
+  readonly maxPending: number;
+  readonly timeoutMs: number;
+  readonly queueGroup: string;
+  readonly waiting: Array<() => void>;
+  inFlight: number;
+  numRequests: number;
+  numErrors: number;
+  processingTimeNs: number;
+  lastError: string;
+  subscription?: Subscription;
+}
+
+/**
+ * Creates a service over a connection. Nothing is subscribed until
+ * {@linkcode Service.start}.
+ *
+ * @param nc The connection.
+ * @param options Name, endpoints, logger and defaults.
+ * @returns The service.
+ *
+ * @example
+ * ```ts ignore
+ * import { createService } from "@homelab/handler-base/handler";
+ *
+ * await using service = createService(nc, { name: "demo", endpoints: [echo], logger });
+ * await service.start();
+ * ```
+ */
+export function createService(nc: NatsConnection, options: ServiceOptions): Service {
+  const { name, logger, endpoints } = options;
+  const telemetry = options.telemetry ?? createTelemetry({ serviceName: name });
+  const defaultConcurrency = options.concurrency ?? 16;
+  const defaultTimeoutMs = options.timeoutMs ?? 60_000;
+  const hardStop = new AbortController();
+  const stopHooks: Array<() => Promise<void>> = [];
+  const idle = new Set<() => void>();
+  let started = false;
+  let stopping = false;
+
+  const states = new Map<Endpoint, EndpointState>();
+  for (const endpoint of endpoints) {
+    const concurrency = endpoint.concurrency ?? defaultConcurrency;
+    states.set(endpoint, {
+      endpoint,
+      concurrency,
+      maxPending: endpoint.maxPending ?? concurrency * 16,
+      timeoutMs: endpoint.timeoutMs ?? defaultTimeoutMs,
+      queueGroup: endpoint.queue === false ? "" : endpoint.queue ?? name,
+      waiting: [],
+      inFlight: 0,
+      numRequests: 0,
+      numErrors: 0,
+      processingTimeNs: 0,
+      lastError: "",
+    });
+  }
+
+  function stateOf(endpoint: Endpoint): EndpointState {
+    const state = states.get(endpoint);
+    if (!state) throw new Error(`Cannot dispatch: endpoint "${endpoint.name}" is not served`);
+    return state;
+  }
+
+  function busy(): boolean {
+    for (const s of states.values()) if (s.inFlight > 0 || s.waiting.length > 0) return true;
+    return false;
+  }
+
+  function release(state: EndpointState): void {
+    state.inFlight--;
+    const next = state.waiting.shift();
+    if (next) {
+      state.inFlight++;
+      next();
+    } else if (!busy()) {
+      for (const notify of idle) notify();
+    }
+  }
+
+  function acquire(state: EndpointState): Promise<void> | undefined {
+    if (state.inFlight < state.concurrency) {
+      state.inFlight++;
+      return undefined;
+    }
+    return new Promise((resolve) => state.waiting.push(resolve));
+  }
+
+  function replyError(delivery: Delivery, error: unknown): void {
+    if (!delivery.wantsReply) return;
+    const headers = messageHeaders(ErrorResponseSchema.typeName);
+    delivery.respond(encode(ErrorResponseSchema, toErrorResponse(error)), headers);
+  }
+
+  /**
+   * Handles one delivery; resolves with the outcome and with a promise that
+   * settles when the handler itself has returned (later than the outcome when
+   * the deadline cut it short).
+   */
+  async function handleOne(
+    state: EndpointState,
+    delivery: Delivery,
+  ): Promise<{ outcome: Outcome; settled: Promise<unknown> }> {
+    const { endpoint } = state;
+    const started = performance.now();
+    const parent: Context = extractTraceContext(delivery.headers);
+    const span = startConsumerSpan(telemetry.tracer, {
+      subject: delivery.subject,
+      template: endpoint.subject,
+      parent,
+      messageBytes: delivery.data.length,
+      consumerGroup: state.queueGroup,
+    });
+    const spanContext = trace.setSpan(parent, span);
+    const traceId = span.spanContext().traceId;
+    const log = logger.child({
+      subject: delivery.subject,
+      endpoint: endpoint.name,
+      ...(telemetry.enabled ? { trace_id: traceId } : {}),
+    });
+    const attributes = { "messaging.destination.name": endpoint.subject };
+    telemetry.metrics.inFlight.add(1, attributes);
+    const deadline = new AbortController();
+    const deadlineTimer = setTimeout(() => deadline.abort(), state.timeoutMs);
+    const signal = AbortSignal.any([deadline.signal, hardStop.signal]);
+    const ctx: HandlerContext = {
+      service: name,
+      subject: delivery.subject,
+      tokens: delivery.subject.split("."),
+      headers: delivery.headers,
+      signal,
+      log,
+      span,
+      attempt: delivery.attempt,
+      nc,
+      publish(subject, schema, message, publishOptions = {}) {
+        publish(nc, subject, schema, message, { ...publishOptions, context: spanContext });
+      },
+    };
+    let outcome: Outcome;
+    let settled: Promise<unknown> = Promise.resolve();
+    try {
+      const msgType = delivery.headers?.get(MSG_TYPE_HEADER) || undefined;
+      const work = otelContext.with(
+        spanContext,
+        () => endpoint.invoke(delivery.data, msgType, ctx),
+      );
+      settled = work.catch(() => {});
+      const reply = await untilAborted(work, signal, () => deadlineError(state, hardStop.signal));
+      if (reply && delivery.wantsReply) {
+        delivery.respond(
+          reply,
+          messageHeaders(endpoint.responseType ?? "", { context: spanContext }),
+        );
+      }
+      outcome = { ok: true };
+    } catch (error) {
+      outcome = { ok: false, error };
+      const type = errorType(error);
+      state.numErrors++;
+      state.lastError = `${type}: ${
+        error instanceof HandlerError ? error.message : INTERNAL_ERROR_MESSAGE
+      }`;
+      telemetry.metrics.failed.add(1, { ...attributes, "error.type": type });
+      recordError(span, error);
+      const level = type === "Internal" ? "error" : "warn";
+      log[level]("Cannot handle message", { error, error_type: type, attempt: delivery.attempt });
+      otelContext.with(spanContext, () => replyError(delivery, error));
+    } finally {
+      clearTimeout(deadlineTimer);
+      const elapsed = performance.now() - started;
+      state.numRequests++;
+      state.processingTimeNs += Math.round(elapsed * 1e6);
+      telemetry.metrics.handled.add(1, attributes);
+      telemetry.metrics.inFlight.add(-1, attributes);
+      telemetry.metrics.duration.record(elapsed / 1000, attributes);
+      span.end();
+    }
+    return { outcome, settled };
+  }
+
+  async function dispatch(endpoint: Endpoint, delivery: Delivery): Promise<Outcome> {
+    const state = stateOf(endpoint);
+    const wait = acquire(state);
+    if (wait) await wait;
+    let handled: Awaited<ReturnType<typeof handleOne>>;
+    try {
+      handled = await handleOne(state, delivery);
+    } catch (error) {
+      release(state);
+      return { ok: false, error };
+    }
+    const { outcome, settled } = handled;
+    settled.finally(() => release(state));
+    return outcome;
+  }
+
+  function onCoreMessage(state: EndpointState, msg: Msg): void {
+    if (state.waiting.length >= state.maxPending) {
+      state.numErrors++;
+      state.lastError = "Overloaded: too many pending messages";
+      telemetry.metrics.failed.add(1, {
+        "messaging.destination.name": state.endpoint.subject,
+        "error.type": "Overloaded",
+      });
+      logger.warn("Refusing message: endpoint is at its pending limit", {
+        subject: msg.subject,
+        endpoint: state.endpoint.name,
+        max_pending: state.maxPending,
+      });
+      replyError(coreDelivery(msg), overloaded(state));
+      return;
+    }
+    dispatch(state.endpoint, coreDelivery(msg));
+  }
+
+  const service: Service = {
+    name,
+    nc,
+    endpoints,
+    get ready() {
+      if (!started || stopping) return false;
+      for (const s of states.values()) {
+        if (!s.subscription || s.subscription.isClosed()) return false;
+      }
+      return true;
+    },
+    get stopping() {
+      return stopping;
+    },
+    async start() {
+      if (started) return;
+      started = true;
+      for (const state of states.values()) {
+        state.subscription = nc.subscribe(state.endpoint.subject, {
+          ...(state.queueGroup ? { queue: state.queueGroup } : {}),
+          callback: (error, msg) => {
+            if (error) {
+              logger.error("Subscription failed", { subject: state.endpoint.subject, error });
+              return;
+            }
+            onCoreMessage(state, msg);
+          },
+        });
+      }
+      await nc.flush();
+      logger.info("Serving", {
+        endpoints: endpoints.map((e) => e.subject),
+        version: options.version ?? "0.1.0",
+      });
+    },
+    dispatch,
+    async stop(stopOptions = {}) {
+      if (stopping) return;
+      stopping = true;
+      const { graceMs = 10_000 } = stopOptions;
+      await Promise.all(
+        [...states.values()].map((s) => s.subscription?.drain().catch(() => {})),
+      );
+      await Promise.all(stopHooks.map((hook) => hook().catch(() => {})));
+      if (busy()) {
+        let notify = () => {};
+        const finished = new Promise<void>((resolve) => notify = resolve);
+        idle.add(notify);
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const expired = new Promise<"expired">((resolve) => {
+          timer = setTimeout(() => resolve("expired"), graceMs);
+        });
+        const result = await Promise.race([finished, expired]);
+        clearTimeout(timer);
+        if (result === "expired") {
+          logger.warn("Grace period over: aborting in-flight handlers", { grace_ms: graceMs });
+          hardStop.abort(new TimeoutError("Cannot finish: the service is stopping"));
+          await finished;
+        }
+        idle.delete(notify);
+      }
+      logger.info("Stopped taking messages");
+    },
+    stats() {
+      return [...states.values()].map((s) => ({
+        name: s.endpoint.name,
+        subject: s.endpoint.subject,
+        queueGroup: s.queueGroup,
+        numRequests: s.numRequests,
+        numErrors: s.numErrors,
+        processingTimeNs: s.processingTimeNs,
+        averageProcessingTimeNs: s.numRequests ? Math.round(s.processingTimeNs / s.numRequests) : 0,
+        lastError: s.lastError,
+        inFlight: s.inFlight,
+        pending: s.waiting.length,
+      }));
+    },
+    onStop(fn) {
+      stopHooks.push(fn);
+    },
+    async [Symbol.asyncDispose]() {
+      await service.stop();
+    },
+  };
+  return service;
+}
+
+function coreDelivery(msg: Msg): Delivery {
+  return {
+    subject: msg.subject,
+    data: msg.data,
+    headers: msg.headers,
+    attempt: 1,
+    wantsReply: Boolean(msg.reply),
+    respond(data, headers) {
+      msg.respond(data, { headers });
+    },
+  };
+}
+
+function overloaded(state: EndpointState): HandlerError {
+  return new HandlerError(
+    "Overloaded",
+    `Cannot accept the message: ${state.inFlight} in flight and ${state.waiting.length} waiting`,
+  );
+}
+
+function deadlineError(state: EndpointState, stopSignal: AbortSignal): unknown {
+  if (stopSignal.aborted) return stopSignal.reason;
+  return new TimeoutError(
+    `Cannot finish "${state.endpoint.name}": deadline of ${state.timeoutMs} ms exceeded`,
+  );
+}
+
+/**
+ * Settles with the work, or rejects as soon as the signal aborts. The work
+ * keeps its concurrency slot until it settles: a handler that ignores its
+ * signal cannot make the service take more work than its limit.
+ */
+function untilAborted<T>(
+  work: Promise<T>,
+  signal: AbortSignal,
+  reason: () => unknown,
+): Promise<T> {
+  if (signal.aborted) {
+    work.catch(() => {});
+    return Promise.reject(reason());
+  }
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(reason());
+    signal.addEventListener("abort", onAbort, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
+}

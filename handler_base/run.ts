@@ -1,0 +1,167 @@
+/**
+ * Runs a service as a process: health server, NATS connection, endpoints,
+ * and a clean stop on SIGTERM or SIGINT (readiness turns 503, no new messages
+ * are taken, in-flight handlers get a grace period, the connection drains and
+ * the function returns so the process exits 0).
+ *
+ * Requires `--allow-net` for NATS and the health port. Listening for signals
+ * needs no permission.
+ *
+ * @example The main of a service
+ * ```ts ignore
+ * import { runService, terminationSignal } from "@homelab/handler-base/run";
+ *
+ * await runService({
+ *   name: "demo",
+ *   endpoints: [echo],
+ *   nats: { servers: "nats://127.0.0.1:4222" },
+ *   healthPort: 8080,
+ *   logger,
+ *   signal: terminationSignal(),
+ * });
+ * ```
+ *
+ * @module
+ */
+import { createService, type Endpoint, type Service } from "./handler.ts";
+import { type ReadinessCheck, startHealthServer } from "./health.ts";
+import type { Logger } from "./log.ts";
+import { connectNats, type NatsConnectOptions, watchConnection } from "./natsutil.ts";
+import type { Telemetry } from "./telemetry.ts";
+
+/**
+ * An AbortSignal that fires on the first SIGTERM or SIGINT. The listeners are
+ * removed when it fires, so a second signal gets Deno's default behaviour.
+ *
+ * @returns The signal.
+ *
+ * @example
+ * ```ts ignore
+ * import { terminationSignal } from "@homelab/handler-base/run";
+ *
+ * const signal = terminationSignal();
+ * signal.addEventListener("abort", () => console.log("stopping"));
+ * ```
+ */
+export function terminationSignal(): AbortSignal {
+  const controller = new AbortController();
+  const signals: Deno.Signal[] = ["SIGTERM", "SIGINT"];
+  const onSignal = () => {
+    for (const s of signals) Deno.removeSignalListener(s, onSignal);
+    controller.abort(new Error("Terminated by signal"));
+  };
+  for (const s of signals) Deno.addSignalListener(s, onSignal);
+  return controller.signal;
+}
+
+/** Options of {@linkcode runService}. */
+export interface RunServiceOptions {
+  /** The service name (queue group, connection name, logs, spans). */
+  name: string;
+  /** The service version. @default "0.1.0" */
+  version?: string;
+  /** The endpoints to serve. */
+  endpoints: readonly Endpoint[];
+  /** How to reach NATS (the connection is named after the service). */
+  nats: Omit<NatsConnectOptions, "name">;
+  /** The port of `/health` and `/ready`; 0 picks a free one. */
+  healthPort: number;
+  /** The address the health server listens on. @default "0.0.0.0" */
+  healthHostname?: string;
+  /** The logger. */
+  logger: Logger;
+  /** Stops the service when it fires. @default terminationSignal() */
+  signal?: AbortSignal;
+  /** How long in-flight handlers may take once stopping, in ms. @default 10000 */
+  shutdownGraceMs?: number;
+  /** Default concurrency per endpoint. @default 16 */
+  concurrency?: number;
+  /** Default deadline per message, in ms. @default 60000 */
+  timeoutMs?: number;
+  /** Telemetry. @default one named after the service */
+  telemetry?: Telemetry;
+  /** More readiness checks (a backend, a consumer). @default {} */
+  checks?: Record<string, ReadinessCheck>;
+  /** Called once the service is serving (start JetStream consumers here). */
+  onStart?: (service: Service) => Promise<void>;
+  /** Called with the health server's port once it listens (tests use port 0). */
+  onListen?: (healthPort: number) => void;
+}
+
+/**
+ * Runs the service until the signal fires, then stops it cleanly.
+ *
+ * @param options What to serve and how.
+ * @returns When the service has stopped and the connection is drained.
+ *
+ * @example
+ * ```ts ignore
+ * import { runService } from "@homelab/handler-base/run";
+ *
+ * await runService({ name: "demo", endpoints, nats: { servers: url }, healthPort: 0, logger });
+ * ```
+ */
+export async function runService(options: RunServiceOptions): Promise<void> {
+  const { name, logger } = options;
+  const signal = options.signal ?? terminationSignal();
+  const health = startHealthServer({
+    port: options.healthPort,
+    hostname: options.healthHostname ?? "0.0.0.0",
+    logger,
+  });
+  options.onListen?.(health.port);
+  health.setCheck("nats", () => "not connected yet");
+  try {
+    const connecting = connectNats({ ...options.nats, name, waitOnFirstConnect: true });
+    const nc = await untilSignal(connecting, signal);
+    if (!nc) {
+      connecting.then((late) => late.close(), () => {});
+      return;
+    }
+    const connection = watchConnection(nc, (state) => {
+      const log = state === "connected" ? logger.info : logger.warn;
+      log("NATS connection changed", { state });
+    });
+    health.setCheck("nats", () => connection.state === "connected" || connection.state);
+    const service = createService(nc, {
+      name,
+      endpoints: options.endpoints,
+      logger,
+      ...(options.version ? { version: options.version } : {}),
+      ...(options.telemetry ? { telemetry: options.telemetry } : {}),
+      ...(options.concurrency ? { concurrency: options.concurrency } : {}),
+      ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}),
+    });
+    health.setCheck("endpoints", () => service.ready || "not subscribed");
+    for (const [checkName, check] of Object.entries(options.checks ?? {})) {
+      health.setCheck(checkName, check);
+    }
+    await service.start();
+    await options.onStart?.(service);
+    if (!signal.aborted) {
+      await new Promise((resolve) => signal.addEventListener("abort", resolve, { once: true }));
+    }
+    logger.info("Stopping", { grace_ms: options.shutdownGraceMs ?? 10_000 });
+    health.setShuttingDown();
+    await service.stop({ graceMs: options.shutdownGraceMs ?? 10_000 });
+    await nc.drain().catch((error) => logger.warn("Cannot drain NATS", { error }));
+    logger.info("Stopped");
+  } finally {
+    await health.close();
+  }
+}
+
+/** Resolves with the promise's value, or undefined as soon as the signal fires. */
+async function untilSignal<T>(promise: Promise<T>, signal: AbortSignal): Promise<T | undefined> {
+  if (signal.aborted) return undefined;
+  let onAbort = () => {};
+  const aborted = new Promise<undefined>((resolve) => {
+    onAbort = () => resolve(undefined);
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+  try {
+    return await Promise.race([promise, aborted]);
+  } finally {
+    signal.removeEventListener("abort", onAbort);
+  }
+}
