@@ -37,7 +37,13 @@
  */
 import type { DescMessage, MessageShape } from "@bufbuild/protobuf";
 import type { Msg, MsgHdrs, NatsConnection, Subscription } from "@nats-io/nats-core";
-import { type Context, context as otelContext, type Span, trace } from "@opentelemetry/api";
+import {
+  type Context,
+  context as otelContext,
+  ROOT_CONTEXT,
+  type Span,
+  trace,
+} from "@opentelemetry/api";
 import {
   errorType,
   HandlerError,
@@ -53,11 +59,18 @@ import {
   type MessageInitShape,
   MSG_TYPE_HEADER,
 } from "./messages.ts";
-import { messageHeaders, publish, type PublishOptions } from "./natsutil.ts";
+import {
+  messageHeaders,
+  publish,
+  type PublishOptions,
+  request,
+  type RequestOptions,
+} from "./natsutil.ts";
 import {
   createTelemetry,
   extractTraceContext,
   recordError,
+  startClientSpan,
   startConsumerSpan,
   type Telemetry,
 } from "./telemetry.ts";
@@ -92,6 +105,18 @@ export interface HandlerContext {
     message: MessageShape<Desc> | MessageInitShape<Desc>,
     options?: Omit<PublishOptions, "context">,
   ): void;
+  /**
+   * Sends a typed request from inside the handler: a CLIENT span child of
+   * this message's span, its trace context in the headers, and this
+   * message's signal unless another is given. Throws as natsutil `request`.
+   */
+  request<Req extends DescMessage, Res extends DescMessage>(
+    subject: string,
+    requestSchema: Req,
+    message: MessageShape<Req> | MessageInitShape<Req>,
+    responseSchema: Res,
+    options: Omit<RequestOptions, "context">,
+  ): Promise<MessageShape<Res>>;
 }
 
 /** The definition of one endpoint. */
@@ -325,6 +350,7 @@ interface EndpointState {
   processingTimeNs: number;
   lastError: string;
   subscription?: Subscription;
+  replyHeaders?: MsgHdrs;
 }
 
 /**
@@ -348,7 +374,27 @@ export function createService(nc: NatsConnection, options: ServiceOptions): Serv
   const telemetry = options.telemetry ?? createTelemetry({ serviceName: name });
   const defaultConcurrency = options.concurrency ?? 16;
   const defaultTimeoutMs = options.timeoutMs ?? 60_000;
-  const hardStop = new AbortController();
+  // One ticker per service checks the deadlines of in-flight messages: a timer
+  // per message would cost more than the rest of the dispatch. It runs only
+  // while messages are in flight, and stops at the first idle tick.
+  const deadlines = new Map<(reason: unknown) => void, { at: number; state: EndpointState }>();
+  let ticker: ReturnType<typeof setInterval> | undefined;
+  const tickMs = Math.max(1, Math.min(DEADLINE_TICK_MS, options.timeoutMs ?? DEADLINE_TICK_MS));
+  function checkDeadlines(): void {
+    if (deadlines.size === 0) {
+      clearInterval(ticker);
+      ticker = undefined;
+      return;
+    }
+    const now = performance.now();
+    for (const [expire, { at, state }] of deadlines) {
+      if (now >= at) expire(deadlineError(state));
+    }
+  }
+  function watchDeadline(expire: (reason: unknown) => void, state: EndpointState): void {
+    deadlines.set(expire, { at: performance.now() + state.timeoutMs, state });
+    ticker ??= setInterval(checkDeadlines, Math.min(tickMs, state.timeoutMs));
+  }
   const stopHooks: Array<() => Promise<void>> = [];
   const idle = new Set<() => void>();
   let started = false;
@@ -419,6 +465,7 @@ export function createService(nc: NatsConnection, options: ServiceOptions): Serv
   ): Promise<{ outcome: Outcome; settled: Promise<unknown> }> {
     const { endpoint } = state;
     const started = performance.now();
+    const tracing = telemetry.enabled;
     const parent: Context = extractTraceContext(delivery.headers);
     const span = startConsumerSpan(telemetry.tracer, {
       subject: delivery.subject,
@@ -428,29 +475,71 @@ export function createService(nc: NatsConnection, options: ServiceOptions): Serv
       consumerGroup: state.queueGroup,
     });
     const spanContext = trace.setSpan(parent, span);
-    const traceId = span.spanContext().traceId;
-    const log = logger.child({
-      subject: delivery.subject,
-      endpoint: endpoint.name,
-      ...(telemetry.enabled ? { trace_id: traceId } : {}),
-    });
-    const attributes = { "messaging.destination.name": endpoint.subject };
-    telemetry.metrics.inFlight.add(1, attributes);
-    const deadline = new AbortController();
-    const deadlineTimer = setTimeout(() => deadline.abort(), state.timeoutMs);
-    const signal = AbortSignal.any([deadline.signal, hardStop.signal]);
+    const attributes = tracing ? { "messaging.destination.name": endpoint.subject } : undefined;
+    if (attributes) telemetry.metrics.inFlight.add(1, attributes);
+
+    // The deadline is one timer; the AbortSignal, the logger and the tokens are
+    // only built when the handler asks for them, which keeps the hot path lean.
+    let controller: AbortController | undefined;
+    let expired: unknown;
+    let rejectDeadline: (reason: unknown) => void = () => {};
+    const deadlinePassed = new Promise<never>((_, reject) => rejectDeadline = reject);
+    deadlinePassed.catch(() => {});
+    const expire = (reason: unknown) => {
+      if (expired !== undefined) return;
+      expired = reason;
+      controller?.abort(reason);
+      rejectDeadline(reason);
+    };
+    watchDeadline(expire, state);
+    let log: Logger | undefined;
+    let tokens: readonly string[] | undefined;
+    const childLog = () =>
+      log ??= logger.child({
+        subject: delivery.subject,
+        endpoint: endpoint.name,
+        ...(tracing ? { trace_id: span.spanContext().traceId } : {}),
+      });
     const ctx: HandlerContext = {
       service: name,
       subject: delivery.subject,
-      tokens: delivery.subject.split("."),
+      get tokens() {
+        return tokens ??= delivery.subject.split(".");
+      },
       headers: delivery.headers,
-      signal,
-      log,
+      get signal() {
+        if (!controller) {
+          controller = new AbortController();
+          if (expired !== undefined) controller.abort(expired);
+        }
+        return controller.signal;
+      },
+      get log() {
+        return childLog();
+      },
       span,
       attempt: delivery.attempt,
       nc,
       publish(subject, schema, message, publishOptions = {}) {
         publish(nc, subject, schema, message, { ...publishOptions, context: spanContext });
+      },
+      async request(subject, requestSchema, message, responseSchema, requestOptions) {
+        const child = startClientSpan(telemetry.tracer, `request ${subject}`, {
+          parent: spanContext,
+          attributes: { "messaging.system": "nats", "messaging.destination.name": subject },
+        });
+        try {
+          return await request(nc, subject, requestSchema, message, responseSchema, {
+            signal: ctx.signal,
+            ...requestOptions,
+            context: trace.setSpan(spanContext, child),
+          });
+        } catch (error) {
+          recordError(child, error);
+          throw error;
+        } finally {
+          child.end();
+        }
       },
     };
     let outcome: Outcome;
@@ -462,12 +551,9 @@ export function createService(nc: NatsConnection, options: ServiceOptions): Serv
         () => endpoint.invoke(delivery.data, msgType, ctx),
       );
       settled = work.catch(() => {});
-      const reply = await untilAborted(work, signal, () => deadlineError(state, hardStop.signal));
+      const reply = await Promise.race([work, deadlinePassed]);
       if (reply && delivery.wantsReply) {
-        delivery.respond(
-          reply,
-          messageHeaders(endpoint.responseType ?? "", { context: spanContext }),
-        );
+        delivery.respond(reply, replyHeaders(state, spanContext));
       }
       outcome = { ok: true };
     } catch (error) {
@@ -477,19 +563,25 @@ export function createService(nc: NatsConnection, options: ServiceOptions): Serv
       state.lastError = `${type}: ${
         error instanceof HandlerError ? error.message : INTERNAL_ERROR_MESSAGE
       }`;
-      telemetry.metrics.failed.add(1, { ...attributes, "error.type": type });
+      if (attributes) telemetry.metrics.failed.add(1, { ...attributes, "error.type": type });
       recordError(span, error);
       const level = type === "Internal" ? "error" : "warn";
-      log[level]("Cannot handle message", { error, error_type: type, attempt: delivery.attempt });
+      childLog()[level]("Cannot handle message", {
+        error,
+        error_type: type,
+        attempt: delivery.attempt,
+      });
       otelContext.with(spanContext, () => replyError(delivery, error));
     } finally {
-      clearTimeout(deadlineTimer);
+      deadlines.delete(expire);
       const elapsed = performance.now() - started;
       state.numRequests++;
       state.processingTimeNs += Math.round(elapsed * 1e6);
-      telemetry.metrics.handled.add(1, attributes);
-      telemetry.metrics.inFlight.add(-1, attributes);
-      telemetry.metrics.duration.record(elapsed / 1000, attributes);
+      if (attributes) {
+        telemetry.metrics.handled.add(1, attributes);
+        telemetry.metrics.inFlight.add(-1, attributes);
+        telemetry.metrics.duration.record(elapsed / 1000, attributes);
+      }
       span.end();
     }
     return { outcome, settled };
@@ -586,11 +678,14 @@ export function createService(nc: NatsConnection, options: ServiceOptions): Serv
         clearTimeout(timer);
         if (result === "expired") {
           logger.warn("Grace period over: aborting in-flight handlers", { grace_ms: graceMs });
-          hardStop.abort(new TimeoutError("Cannot finish: the service is stopping"));
+          const reason = new TimeoutError("Cannot finish: the service is stopping");
+          for (const abort of deadlines.keys()) abort(reason);
           await finished;
         }
         idle.delete(notify);
       }
+      clearInterval(ticker);
+      ticker = undefined;
       logger.info("Stopped taking messages");
     },
     stats() {
@@ -617,6 +712,24 @@ export function createService(nc: NatsConnection, options: ServiceOptions): Serv
   return service;
 }
 
+/**
+ * The headers of a reply: `Msg-Type` and the trace context. Without a valid
+ * span context they are the same for every reply of an endpoint, so they are
+ * built once (nats.js encodes headers when it publishes, never later).
+ */
+function replyHeaders(state: EndpointState, spanContext: Context): MsgHdrs {
+  const current = trace.getSpanContext(spanContext);
+  if (current && trace.isSpanContextValid(current)) {
+    return messageHeaders(state.endpoint.responseType ?? "", { context: spanContext });
+  }
+  return state.replyHeaders ??= messageHeaders(state.endpoint.responseType ?? "", {
+    context: ROOT_CONTEXT,
+  });
+}
+
+/** How often deadlines are checked: the precision of a message's deadline. */
+const DEADLINE_TICK_MS = 25;
+
 function coreDelivery(msg: Msg): Delivery {
   return {
     subject: msg.subject,
@@ -637,30 +750,8 @@ function overloaded(state: EndpointState): HandlerError {
   );
 }
 
-function deadlineError(state: EndpointState, stopSignal: AbortSignal): unknown {
-  if (stopSignal.aborted) return stopSignal.reason;
+function deadlineError(state: EndpointState): TimeoutError {
   return new TimeoutError(
     `Cannot finish "${state.endpoint.name}": deadline of ${state.timeoutMs} ms exceeded`,
   );
-}
-
-/**
- * Settles with the work, or rejects as soon as the signal aborts. The work
- * keeps its concurrency slot until it settles: a handler that ignores its
- * signal cannot make the service take more work than its limit.
- */
-function untilAborted<T>(
-  work: Promise<T>,
-  signal: AbortSignal,
-  reason: () => unknown,
-): Promise<T> {
-  if (signal.aborted) {
-    work.catch(() => {});
-    return Promise.reject(reason());
-  }
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(reason());
-    signal.addEventListener("abort", onAbort, { once: true });
-    work.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
-  });
 }

@@ -2,6 +2,8 @@ import assert from "node:assert/strict";
 import { TTSRequestSchema, TTSStatusSchema } from "./messages.ts";
 import { connectNats, request } from "./natsutil.ts";
 import { type NatsServer, startNatsServer } from "./testing/nats_server.ts";
+import { headers as natsHeaders } from "@nats-io/nats-core";
+import { startOtlpReceiver } from "./testing/otlp_receiver.ts";
 import { permissions } from "./testdata/echo_service.ts";
 
 const ECHO_SERVICE = new URL("./testdata/echo_service.ts", import.meta.url).pathname;
@@ -138,5 +140,54 @@ Deno.test("a service reports every bad variable at once and exits", async () => 
   assert.equal(code, 78);
   for (const name of ["HEALTH_PORT", "SHUTDOWN_GRACE_MS", "NATS_URL"]) {
     assert.match(message, new RegExp(name), `names ${name}: ${message}`);
+  }
+});
+
+Deno.test("a trace crosses two services over NATS: one trace id, parent and child spans", async () => {
+  await using server = await startNatsServer({ jetstream: false });
+  await using receiver = startOtlpReceiver();
+  const downstream = await startEcho(server, {
+    ...receiver.exporterEnv("echo-b"),
+    ECHO_NAME: "echo-b",
+    ECHO_SUBJECT: "test.b",
+  });
+  const upstream = await startEcho(server, {
+    ...receiver.exporterEnv("echo-a"),
+    ECHO_NAME: "echo-a",
+    ECHO_SUBJECT: "test.a",
+    ECHO_FORWARD_SUBJECT: "test.b",
+  });
+  await waitForReady(downstream.ready, 200);
+  await waitForReady(upstream.ready, 200);
+  const client = await connectNats({ servers: server.url, name: "client" });
+  const traceId = "4bf92f3577b34da6a3ce929d0e0e4736";
+  const callerSpanId = "00f067aa0ba902b7";
+  const h = natsHeaders();
+  h.set("traceparent", `00-${traceId}-${callerSpanId}-01`);
+  const reply = await request(client, "test.a", TTSRequestSchema, { text: "t" }, TTSStatusSchema, {
+    timeout: 10_000,
+    headers: h,
+  });
+  assert.equal(reply.message, "t");
+
+  const spans = await receiver.waitForSpans(
+    (span) => span.traceId === traceId && span.kind === "consumer",
+    { count: 2, timeoutMs: 15_000 },
+  );
+  const consumerA = spans.find((span) => span.serviceName === "echo-a");
+  const consumerB = spans.find((span) => span.serviceName === "echo-b");
+  assert.ok(consumerA && consumerB, JSON.stringify(spans));
+  assert.equal(consumerA.parentSpanId, callerSpanId, "A continues the caller's trace");
+  assert.equal(consumerA.name, "process test.a");
+  const [clientSpan] = await receiver.waitForSpans(
+    (span) => span.traceId === traceId && span.kind === "client" && span.serviceName === "echo-a",
+  );
+  assert.equal(clientSpan?.parentSpanId, consumerA.spanId, "A's request is a child of A's span");
+  assert.equal(consumerB.parentSpanId, clientSpan?.spanId, "B's span is a child of A's request");
+
+  await client.close();
+  for (const service of [upstream, downstream]) {
+    service.child.kill("SIGTERM");
+    assert.equal((await service.child.status).code, 0, await service.stderr);
   }
 });

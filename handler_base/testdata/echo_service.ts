@@ -1,8 +1,10 @@
 /**
  * A minimal service for the process-level tests of `run.ts`: it answers
- * `TTSRequest` on `test.echo` with `TTSStatus{message: text}` after
- * `ECHO_DELAY_MS`, and prints `HEALTH_PORT=<port>` once its health server
- * listens. Run with exactly {@linkcode PERMISSIONS}.
+ * `TTSRequest` on `ECHO_SUBJECT` with `TTSStatus{message: text}` after
+ * `ECHO_DELAY_MS`, first asking `ECHO_FORWARD_SUBJECT` the same when that is
+ * set (two of them make a chain for trace tests), and prints
+ * `HEALTH_PORT=<port>` once its health server listens. Run with exactly
+ * {@linkcode permissions}.
  *
  * @module
  */
@@ -25,6 +27,9 @@ export const spec = {
   ...natsConfigSpec,
   ...runtimeConfigSpec,
   delayMs: envVar.duration("ECHO_DELAY_MS", { default: 0 }),
+  name: envVar.string("ECHO_NAME", { default: "echo" }),
+  subject: envVar.string("ECHO_SUBJECT", { default: "test.echo" }),
+  forwardSubject: envVar.string("ECHO_FORWARD_SUBJECT"),
 };
 
 /** The exact permission flags the echo service runs with. */
@@ -44,19 +49,25 @@ if (import.meta.main) {
     console.error(error.message);
     Deno.exit(78);
   }
-  const logger = createLogger({ service: "echo", level: config.logLevel });
+  const { name, forwardSubject } = config;
+  const logger = createLogger({ service: name, level: config.logLevel });
   const echo = defineEndpoint({
-    subject: "test.echo",
+    subject: config.subject,
     request: TTSRequestSchema,
     response: TTSStatusSchema,
     concurrency: 64,
     async handle(req, ctx) {
       await new Promise((resolve) => setTimeout(resolve, config.delayMs));
+      if (forwardSubject) {
+        await ctx.request(forwardSubject, TTSRequestSchema, req, TTSStatusSchema, {
+          timeout: 5000,
+        });
+      }
       return { status: "ok", message: req.text, sessionId: ctx.service };
     },
   });
   await runService({
-    name: "echo",
+    name,
     endpoints: [echo],
     nats: natsOptionsFromConfig(config),
     healthPort: config.healthPort,
