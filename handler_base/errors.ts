@@ -113,6 +113,8 @@ export class DecodeError extends HandlerError {
   readonly typeName: string;
 
   /**
+   * Creates the error.
+   *
    * @param typeName The full protobuf name of the expected type.
    * @param options The underlying decoding failure as `cause`.
    */
@@ -136,7 +138,12 @@ export class DecodeError extends HandlerError {
  * ```
  */
 export class InvalidArgumentError extends HandlerError {
-  /** @param message What is wrong, wire-safe. @param options The cause. */
+  /**
+   * Creates the error.
+   *
+   * @param message What is wrong, wire-safe.
+   * @param options The cause.
+   */
   constructor(message: string, options?: ErrorOptions) {
     super(ERROR_TYPE.InvalidArgument, message, options);
     this.name = "InvalidArgumentError";
@@ -160,6 +167,8 @@ export class BackendUnavailableError extends HandlerError {
   readonly backend: string;
 
   /**
+   * Creates the error.
+   *
    * @param backend The backend's short name.
    * @param options The cause; `detail` is appended to the message.
    */
@@ -192,6 +201,8 @@ export class BackendError extends HandlerError {
   readonly excerpt: string;
 
   /**
+   * Creates the error.
+   *
    * @param backend The backend's short name.
    * @param options Status, body excerpt, cause and retryability.
    */
@@ -225,6 +236,8 @@ export class BackendError extends HandlerError {
  */
 export class InvalidResponseError extends BackendError {
   /**
+   * Creates the error.
+   *
    * @param backend The backend's short name.
    * @param detail What is wrong with the body.
    * @param options The cause.
@@ -247,7 +260,12 @@ export class InvalidResponseError extends BackendError {
  * ```
  */
 export class TimeoutError extends HandlerError {
-  /** @param message What timed out, wire-safe. @param options The cause. */
+  /**
+   * Creates the error.
+   *
+   * @param message What timed out, wire-safe.
+   * @param options The cause.
+   */
   constructor(message: string, options?: ErrorOptions) {
     super(ERROR_TYPE.Timeout, message, options);
     this.name = "TimeoutError";
@@ -265,7 +283,12 @@ export class TimeoutError extends HandlerError {
  * ```
  */
 export class OverloadedError extends HandlerError {
-  /** @param message Why the work was refused. @param options The cause. */
+  /**
+   * Creates the error.
+   *
+   * @param message Why the work was refused.
+   * @param options The cause.
+   */
   constructor(message: string, options?: ErrorOptions) {
     super(ERROR_TYPE.Overloaded, message, options);
     this.name = "OverloadedError";
@@ -287,7 +310,12 @@ export class RemoteError extends Error {
   /** The `type` of the `ErrorResponse`, as sent (not validated against {@linkcode ERROR_TYPE}). */
   readonly type: string;
 
-  /** @param type The remote `type`. @param message The remote `message`. */
+  /**
+   * Creates the error an `ErrorResponse` describes.
+   *
+   * @param type The remote `type`.
+   * @param message The remote `message`.
+   */
   constructor(type: string, message: string) {
     super(message);
     this.name = "RemoteError";

@@ -35,8 +35,7 @@
  *
  * @module
  */
-import type { DescMessage, MessageShape } from "@bufbuild/protobuf";
-import type { Msg, MsgHdrs, NatsConnection, Subscription } from "@nats-io/nats-core";
+import type { Subscription } from "@nats-io/nats-core";
 import {
   type Context,
   context as otelContext,
@@ -54,13 +53,18 @@ import {
 import type { Logger } from "./log.ts";
 import {
   decode,
+  type DescMessage,
   encode,
   ErrorResponseSchema,
   type MessageInitShape,
+  type MessageShape,
   MSG_TYPE_HEADER,
 } from "./messages.ts";
 import {
   messageHeaders,
+  type Msg,
+  type MsgHdrs,
+  type NatsConnection,
   publish,
   type PublishOptions,
   request,

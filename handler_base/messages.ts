@@ -18,20 +18,22 @@
  *
  * @module
  */
-import {
-  create,
-  type DescMessage,
-  fromBinary,
-  type MessageInitShape,
-  type MessageShape,
-  toBinary,
-} from "@bufbuild/protobuf";
+import type * as protobuf from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { DecodeError } from "./errors.ts";
 import type { ChatRequest } from "./gen/messagespb/messages/v1/messages_pb.ts";
 
 export * from "./gen/messagespb/messages/v1/messages_pb.ts";
 export { create };
-export type { DescMessage, MessageInitShape, MessageShape };
+
+/** The schema (descriptor) of a message type, such as `ChatRequestSchema`. */
+export type DescMessage = protobuf.DescMessage;
+
+/** The message type a schema describes. */
+export type MessageShape<Desc extends DescMessage> = protobuf.MessageShape<Desc>;
+
+/** The plain object of fields that creates a message of a schema. */
+export type MessageInitShape<Desc extends DescMessage> = protobuf.MessageInitShape<Desc>;
 
 /**
  * The NATS header naming the protobuf type of a payload

@@ -21,14 +21,12 @@
  *
  * @module
  */
-import { type DescMessage, fromBinary, type MessageShape } from "@bufbuild/protobuf";
+import { fromBinary } from "@bufbuild/protobuf";
+import type * as nats from "@nats-io/nats-core";
 import {
   credsAuthenticator,
   errors as natsErrors,
   headers as createHeaders,
-  type Msg,
-  type MsgHdrs,
-  type NatsConnection,
 } from "@nats-io/nats-core";
 import { connect } from "@nats-io/transport-node";
 import { type Context, context as otelContext } from "@opentelemetry/api";
@@ -40,15 +38,24 @@ import {
 } from "./errors.ts";
 import {
   decode,
+  type DescMessage,
   encode,
   ErrorResponseSchema,
   type MessageInitShape,
+  type MessageShape,
   MSG_TYPE_HEADER,
 } from "./messages.ts";
 import type { NatsConfig } from "./config.ts";
 import { injectTraceContext } from "./telemetry.ts";
 
-export type { Msg, MsgHdrs, NatsConnection };
+/** A connection to NATS (nats.js). */
+export type NatsConnection = nats.NatsConnection;
+
+/** A received NATS message (nats.js). */
+export type Msg = nats.Msg;
+
+/** NATS message headers (nats.js). */
+export type MsgHdrs = nats.MsgHdrs;
 
 /** Options of {@linkcode connectNats}. */
 export interface NatsConnectOptions {
@@ -288,7 +295,12 @@ export class NoRespondersError extends BackendUnavailableError {
   /** The subject nobody answers. */
   readonly subject: string;
 
-  /** @param subject The subject. @param options The cause. */
+  /**
+   * Creates the error for a subject nobody answers.
+   *
+   * @param subject The subject.
+   * @param options The cause.
+   */
   constructor(subject: string, options?: ErrorOptions) {
     super(subject, { ...options, detail: "no responders" });
     this.name = "NoRespondersError";
@@ -311,7 +323,13 @@ export class RequestTimeoutError extends TimeoutError {
   /** The subject of the request. */
   readonly subject: string;
 
-  /** @param subject The subject. @param timeoutMs The timeout. @param options The cause. */
+  /**
+   * Creates the error for a request that timed out.
+   *
+   * @param subject The subject.
+   * @param timeoutMs The timeout.
+   * @param options The cause.
+   */
   constructor(subject: string, timeoutMs: number, options?: ErrorOptions) {
     super(`No reply on "${subject}" within ${timeoutMs} ms`, options);
     this.name = "RequestTimeoutError";
