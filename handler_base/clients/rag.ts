@@ -1,0 +1,205 @@
+/**
+ * Retrieval for RAG, shared by chat and voice: embed the query, search
+ * Milvus, optionally rerank the hits against the query and keep the best,
+ * and build the context block the LLM reads.
+ *
+ * Each step runs in its own span (`rag.embed`, `rag.search`, `rag.rerank`)
+ * under a `rag.retrieve` span of the tracer `@homelab/handler-base`, with its
+ * duration as the `rag.duration_ms` attribute. Failures are thrown as the
+ * clients' typed errors: the caller decides whether to degrade (chat answers
+ * without RAG).
+ *
+ * Requires `--allow-net` to the embeddings, Milvus and reranker hosts.
+ *
+ * @example Retrieve context for a question
+ * ```ts ignore
+ * import { createEmbeddingsClient } from "@homelab/handler-base/clients/embeddings";
+ * import { createMilvusClient } from "@homelab/handler-base/clients/milvus";
+ * import { createRerankerClient } from "@homelab/handler-base/clients/reranker";
+ * import { retrieve } from "@homelab/handler-base/clients/rag";
+ *
+ * const clients = {
+ *   embeddings: createEmbeddingsClient({ baseUrl: "http://embeddings:8000" }),
+ *   milvus: createMilvusClient({ baseUrl: "http://milvus:19530" }),
+ *   reranker: createRerankerClient({ baseUrl: "http://reranker:8000" }),
+ * };
+ * const { context, sources } = await retrieve("What is NATS?", clients, { topK: 5, rerank: true });
+ * ```
+ *
+ * @module
+ */
+import {
+  type Context,
+  context,
+  type Span,
+  SpanStatusCode,
+  trace,
+  type Tracer,
+} from "@opentelemetry/api";
+import { InvalidArgumentError } from "../errors.ts";
+import type { EmbeddingsClient } from "./embeddings.ts";
+import type { MilvusClient } from "./milvus.ts";
+import type { RerankerClient } from "./reranker.ts";
+
+/** The clients {@linkcode retrieve} uses. */
+export interface RagClients {
+  /** Embeds the query. */
+  embeddings: EmbeddingsClient;
+  /** Searches the knowledge base. */
+  milvus: MilvusClient;
+  /** Reranks the hits (needed only with `rerank: true`). */
+  reranker?: RerankerClient;
+}
+
+/** Options of {@linkcode retrieve}. */
+export interface RetrieveOptions {
+  /**
+   * How many hits to fetch from Milvus.
+   *
+   * @default 5
+   */
+  topK?: number;
+  /**
+   * The collection to search.
+   *
+   * @default the Milvus client's collection
+   */
+  collection?: string;
+  /**
+   * Rerank the hits against the query and keep the best `keep`.
+   *
+   * @default false
+   */
+  rerank?: boolean;
+  /**
+   * How many reranked hits to keep.
+   *
+   * @default 3
+   */
+  keep?: number;
+  /**
+   * Cancels every step.
+   *
+   * @default none
+   */
+  signal?: AbortSignal;
+}
+
+/** A document the context was built from. */
+export interface RetrievedSource {
+  /** Its text. */
+  text: string;
+  /** The reranker's score when reranked, else Milvus's (higher is better either way). */
+  score: number;
+}
+
+/** The result of {@linkcode retrieve}. */
+export interface Retrieval {
+  /** The sources as numbered blocks (`[1] text`), separated by blank lines; "" when none. */
+  context: string;
+  /** The sources, best first. */
+  sources: RetrievedSource[];
+}
+
+/**
+ * Retrieves the documents relevant to a query and formats them as context.
+ *
+ * @param query The user's question.
+ * @param clients The embeddings, Milvus and (for reranking) reranker clients.
+ * @param options How many hits, which collection, whether to rerank, the signal.
+ * @returns The context block and its sources.
+ * @throws {InvalidArgumentError} When the query is empty, `topK` or `keep` is not a positive integer, or reranking is asked without a reranker.
+ * @throws {BackendUnavailableError | BackendError | InvalidResponseError | TimeoutError} When a step fails.
+ *
+ * @example Without reranking
+ * ```ts ignore
+ * import { retrieve, type RagClients } from "@homelab/handler-base/clients/rag";
+ *
+ * declare const clients: RagClients;
+ * const { sources } = await retrieve("How do I reset my password?", clients, { topK: 3 });
+ * console.log(sources.map((s) => s.score));
+ * ```
+ */
+export async function retrieve(
+  query: string,
+  clients: RagClients,
+  options: RetrieveOptions = {},
+): Promise<Retrieval> {
+  const { topK = 5, keep = 3, rerank = false, collection, signal } = options;
+  if (query.trim() === "") {
+    throw new InvalidArgumentError("Cannot retrieve context: the query is empty");
+  }
+  for (const [name, value] of [["topK", topK], ["keep", keep]] as const) {
+    if (!Number.isInteger(value) || value < 1) {
+      throw new InvalidArgumentError(
+        `Cannot retrieve context: ${name} ${value} is not a positive integer`,
+      );
+    }
+  }
+  const reranker = clients.reranker;
+  if (rerank && !reranker) {
+    throw new InvalidArgumentError("Cannot retrieve context: reranking needs a reranker client");
+  }
+  const tracer = trace.getTracer("@homelab/handler-base");
+
+  return await inSpan(tracer, "rag.retrieve", context.active(), async (root, rootContext) => {
+    root.setAttributes({ "rag.top_k": topK, "rag.rerank": rerank });
+    if (collection) root.setAttribute("rag.collection", collection);
+
+    const vector = await inSpan(tracer, "rag.embed", rootContext, async (span) => {
+      const vector = await clients.embeddings.embedOne(query, { signal });
+      span.setAttribute("rag.dimensions", vector.length);
+      return vector;
+    });
+
+    const hits = await inSpan(tracer, "rag.search", rootContext, async (span) => {
+      const found = await clients.milvus.search(vector, { limit: topK, collection, signal });
+      const withText = found.filter((hit) => hit.text.trim() !== "");
+      span.setAttribute("rag.hits", withText.length);
+      return withText;
+    });
+
+    let sources: RetrievedSource[] = hits.map(({ text, score }) => ({ text, score }));
+    if (rerank && reranker && sources.length > 0) {
+      sources = await inSpan(tracer, "rag.rerank", rootContext, async (span) => {
+        const texts = sources.map((source) => source.text);
+        const ranked = await reranker.rerank(query, texts, { topN: keep, signal });
+        span.setAttributes({ "rag.candidates": texts.length, "rag.kept": ranked.length });
+        return ranked.map(({ index, score }) => ({ text: texts[index]!, score }));
+      });
+    }
+
+    root.setAttribute("rag.sources", sources.length);
+    const block = sources.map((source, i) => `[${i + 1}] ${source.text.trim()}`).join("\n\n");
+    return { context: block, sources };
+  });
+}
+
+/**
+ * Runs `fn` in a span that is a child of `parent` (passed explicitly, so the
+ * steps nest even without a context manager), recording its duration and any
+ * failure.
+ */
+async function inSpan<T>(
+  tracer: Tracer,
+  name: string,
+  parent: Context,
+  fn: (span: Span, spanContext: Context) => Promise<T>,
+): Promise<T> {
+  const span = tracer.startSpan(name, {}, parent);
+  const spanContext = trace.setSpan(parent, span);
+  const started = performance.now();
+  try {
+    return await context.with(spanContext, () => fn(span, spanContext));
+  } catch (error) {
+    span.recordException(error instanceof Error ? error : String(error));
+    span.setStatus({
+      code: SpanStatusCode.ERROR,
+      message: error instanceof Error ? error.name : "",
+    });
+    throw error;
+  } finally {
+    span.setAttribute("rag.duration_ms", Math.round((performance.now() - started) * 100) / 100);
+    span.end();
+  }
+}

@@ -1,0 +1,195 @@
+/**
+ * A client of a reranker that speaks the Cohere/Infinity shape
+ * (`POST /v1/rerank {query, documents, top_n}` -> `{results:[{index,
+ * relevance_score}]}`) or the TEI shape (`POST /rerank {query, texts}` ->
+ * `[{index, score}]`). With `api: "auto"` it tries the Cohere shape first and,
+ * when the server answers 404, uses the TEI shape from then on.
+ *
+ * Reranking has no side effects, so calls are retried on connection errors
+ * and 429/502/503/504.
+ *
+ * Requires `--allow-net` to the reranker host.
+ *
+ * @example Keep the best two documents
+ * ```ts ignore
+ * import { createRerankerClient } from "@homelab/handler-base/clients/reranker";
+ *
+ * const reranker = createRerankerClient({ baseUrl: "http://reranker:8000" });
+ * const best = await reranker.rerank("What is NATS?", ["A bus.", "A cake.", "A queue."], { topN: 2 });
+ * console.log(best[0]?.index); // 0
+ * ```
+ *
+ * @module
+ */
+import { BackendError, InvalidResponseError } from "../errors.ts";
+import { type ClientOptions, createHttpClient } from "./http.ts";
+import { isRecord } from "./_json.ts";
+
+/** The request shapes a reranker may speak. */
+export type RerankApi = "cohere" | "tei" | "auto";
+
+/** Options of {@linkcode createRerankerClient}. */
+export interface RerankerClientOptions extends ClientOptions {
+  /**
+   * The request shape: `"cohere"` (`/v1/rerank`), `"tei"` (`/rerank`), or
+   * `"auto"` (Cohere, falling back to TEI on 404 and remembering it).
+   *
+   * @default "auto"
+   */
+  api?: RerankApi;
+  /**
+   * The model the Cohere-shaped requests ask for.
+   *
+   * @default unset: no `model` field is sent
+   */
+  model?: string;
+}
+
+/** Options of one rerank call. */
+export interface RerankOptions {
+  /**
+   * How many of the best documents to return.
+   *
+   * @default all of them
+   */
+  topN?: number;
+  /**
+   * Cancels the call.
+   *
+   * @default none
+   */
+  signal?: AbortSignal;
+}
+
+/** The relevance of one document. */
+export interface RerankResult {
+  /** The document's position in the input list. */
+  index: number;
+  /** Its relevance to the query; higher is more relevant. */
+  score: number;
+}
+
+/** A reranker client. */
+export interface RerankerClient {
+  /** The shape in use: the configured one, or for `"auto"` the one found (`"auto"` until known). */
+  readonly api: RerankApi;
+  /**
+   * Scores documents against a query.
+   *
+   * @param query The query.
+   * @param documents The candidate texts; an empty list gives an empty result without a request.
+   * @param options How many to keep, and the signal.
+   * @returns The best documents, most relevant first.
+   * @throws {InvalidResponseError} When the answer is not a valid ranking of the documents.
+   * @throws {BackendUnavailableError | BackendError | TimeoutError} When the call fails.
+   */
+  rerank(
+    query: string,
+    documents: readonly string[],
+    options?: RerankOptions,
+  ): Promise<RerankResult[]>;
+}
+
+const BACKEND = "reranker";
+
+/**
+ * Creates a reranker client.
+ *
+ * @param options The base URL, request shape, model and HTTP options.
+ * @returns The client.
+ * @throws {TypeError} When `baseUrl` is not an absolute URL.
+ *
+ * @example Talk to Hugging Face TEI
+ * ```ts ignore
+ * import { createRerankerClient } from "@homelab/handler-base/clients/reranker";
+ *
+ * const reranker = createRerankerClient({ baseUrl: "http://tei:8080", api: "tei" });
+ * const ranked = await reranker.rerank("query", ["a", "b"]);
+ * ```
+ */
+export function createRerankerClient(options: RerankerClientOptions): RerankerClient {
+  const http = createHttpClient(BACKEND, options);
+  let api: RerankApi = options.api ?? "auto";
+
+  async function cohere(
+    query: string,
+    documents: readonly string[],
+    topN: number,
+    signal: AbortSignal | undefined,
+  ): Promise<RerankResult[]> {
+    const json: Record<string, unknown> = { query, documents, top_n: topN };
+    if (options.model) json.model = options.model;
+    const answer = await http.json("/v1/rerank", { json, idempotent: true, signal });
+    const results = isRecord(answer) ? answer.results : undefined;
+    if (!Array.isArray(results)) throw new InvalidResponseError(BACKEND, "results is missing");
+    return results.map((item) => toResult(item, "relevance_score", documents.length));
+  }
+
+  async function tei(
+    query: string,
+    documents: readonly string[],
+    signal: AbortSignal | undefined,
+  ): Promise<RerankResult[]> {
+    const answer = await http.json("/rerank", {
+      json: { query, texts: documents },
+      idempotent: true,
+      signal,
+    });
+    if (!Array.isArray(answer)) throw new InvalidResponseError(BACKEND, "the body is not a list");
+    return answer.map((item) => toResult(item, "score", documents.length));
+  }
+
+  async function ranked(
+    query: string,
+    documents: readonly string[],
+    topN: number,
+    signal: AbortSignal | undefined,
+  ): Promise<RerankResult[]> {
+    if (api === "tei") return await tei(query, documents, signal);
+    if (api === "cohere") return await cohere(query, documents, topN, signal);
+    try {
+      const results = await cohere(query, documents, topN, signal);
+      api = "cohere";
+      return results;
+    } catch (error) {
+      if (!(error instanceof BackendError) || error.status !== 404) throw error;
+      const results = await tei(query, documents, signal);
+      api = "tei";
+      return results;
+    }
+  }
+
+  return {
+    get api() {
+      return api;
+    },
+    async rerank(query, documents, call = {}) {
+      if (documents.length === 0) return [];
+      const topN = Math.min(call.topN ?? documents.length, documents.length);
+      const results = await ranked(query, documents, topN, call.signal);
+      const seen = new Set<number>();
+      for (const { index } of results) {
+        if (seen.has(index)) {
+          throw new InvalidResponseError(BACKEND, `document ${index} is ranked twice`);
+        }
+        seen.add(index);
+      }
+      return results.sort((a, b) => b.score - a.score).slice(0, topN);
+    },
+  };
+}
+
+function toResult(item: unknown, scoreField: string, count: number): RerankResult {
+  const index = isRecord(item) ? item.index : undefined;
+  const score = isRecord(item) ? item[scoreField] : undefined;
+  if (typeof index !== "number" || !Number.isInteger(index) || index < 0 || index >= count) {
+    throw new InvalidResponseError(BACKEND, `document index ${String(index)} is out of range`);
+  }
+  if (typeof score !== "number" || !Number.isFinite(score)) {
+    throw new InvalidResponseError(
+      BACKEND,
+      `the ${scoreField} of document ${index} is not a number`,
+    );
+  }
+  return { index, score };
+}

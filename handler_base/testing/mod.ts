@@ -1,0 +1,24 @@
+/**
+ * Test helpers for services built on handler-base, for users too: a real
+ * `nats-server` on a free port (kill and restart it), in-process fake ML
+ * backends that speak the exact HTTP shapes of the contract, and an OTLP
+ * receiver that collects the spans and metrics a subprocess exports.
+ *
+ * Requires `--allow-run=nats-server`, `--allow-net=127.0.0.1`, and
+ * `--allow-read`/`--allow-write` for the temporary store.
+ *
+ * @example
+ * ```ts ignore
+ * import { startNatsServer } from "@homelab/handler-base/testing";
+ *
+ * Deno.test("my service answers", async () => {
+ *   await using server = await startNatsServer();
+ *   // connect the service and a client to server.url ...
+ * });
+ * ```
+ *
+ * @module
+ */
+export * from "./fake_backends.ts";
+export * from "./nats_server.ts";
+export * from "./otlp_receiver.ts";
