@@ -13,8 +13,13 @@
  *   answered `InvalidMessage` without calling the handler.
  * - `ctx.signal` fires when the endpoint's deadline passes or the service
  *   stops for good; pass it to every call that waits.
- * - In JetStream mode a returned value means "ack", a retryable error means
- *   "nak with backoff" and any other error means "terminate".
+ * - In JetStream mode (an endpoint with a `stream`, in a service whose
+ *   `consumeMode` is `"jetstream"`) the message comes from a durable pull
+ *   consumer instead of a core subscription and has no reply subject: a
+ *   returned value means "ack" (once the outputs are flushed), a retryable
+ *   error means "nak with backoff", and any other error, or the last allowed
+ *   delivery, means "dead-letter and terminate". `ctx.attempt` counts the
+ *   deliveries. See `jetstream.ts`.
  *
  * Requires what `natsutil` requires (`--allow-net=<nats>`).
  *
@@ -78,6 +83,22 @@ import {
   startConsumerSpan,
   type Telemetry,
 } from "./telemetry.ts";
+
+/**
+ * How a service takes the messages of endpoints that declare a `stream`: a
+ * core queue subscription, or a durable JetStream pull consumer.
+ *
+ * @example
+ * ```ts
+ * import { CONSUME_MODES } from "@homelab/handler-base/handler";
+ *
+ * console.log(CONSUME_MODES.join(", ")); // core, jetstream
+ * ```
+ */
+export const CONSUME_MODES = ["core", "jetstream"] as const;
+
+/** One of {@linkcode CONSUME_MODES}. */
+export type ConsumeMode = typeof CONSUME_MODES[number];
 
 /** What a handler receives beside the decoded request. */
 export interface HandlerContext {
@@ -163,6 +184,23 @@ export interface EndpointOptions<Req extends DescMessage, Res extends DescMessag
    * @default the service's `timeoutMs`
    */
   timeoutMs?: number;
+  /**
+   * The JetStream stream that stores this endpoint's subject (a name of
+   * `STREAMS` in `jetstream.ts`). When the service runs in JetStream consume
+   * mode, the endpoint reads from a durable pull consumer on this stream
+   * instead of a core subscription. Leave it unset for request-reply-only
+   * endpoints (`ai.voice.tts.voices.list`): they stay core in both modes.
+   *
+   * @default undefined (always core)
+   */
+  stream?: string;
+  /**
+   * The name of the durable consumer in JetStream mode. Two endpoints of one
+   * service on the same stream need different names.
+   *
+   * @default the service name
+   */
+  durable?: string;
 }
 
 /**
@@ -186,6 +224,10 @@ export interface Endpoint {
   readonly maxPending: number | undefined;
   /** The declared deadline, if any. */
   readonly timeoutMs: number | undefined;
+  /** The stream that stores the subject, if any (see {@linkcode EndpointOptions.stream}). */
+  readonly stream: string | undefined;
+  /** The declared durable consumer name, if any. */
+  readonly durable: string | undefined;
   /**
    * Decodes, handles and encodes one payload. Throws what the handler threw;
    * a payload that does not decode throws a `DecodeError`.
@@ -230,6 +272,8 @@ export function defineEndpoint<Req extends DescMessage, Res extends DescMessage>
     concurrency: options.concurrency,
     maxPending: options.maxPending,
     timeoutMs: options.timeoutMs,
+    stream: options.stream,
+    durable: options.durable,
     async invoke(data, msgType, ctx) {
       const decoded = decode(request, data, { msgType });
       const result = await handle(decoded, ctx);
@@ -266,7 +310,7 @@ export interface EndpointStats {
   readonly name: string;
   /** The subject. */
   readonly subject: string;
-  /** The queue group, or "" for none. */
+  /** The queue group, or "" for none; the durable consumer's name in JetStream mode. */
   readonly queueGroup: string;
   /** Messages handled, failed or not. */
   readonly numRequests: number;
@@ -282,6 +326,8 @@ export interface EndpointStats {
   readonly inFlight: number;
   /** Messages waiting for a slot now. */
   readonly pending: number;
+  /** How many messages the endpoint handles at once. */
+  readonly concurrency: number;
 }
 
 /** Options of {@linkcode createService}. */
@@ -300,6 +346,15 @@ export interface ServiceOptions {
   concurrency?: number;
   /** Default deadline of each message, in milliseconds. @default 60000 */
   timeoutMs?: number;
+  /**
+   * How endpoints that declare a `stream` take their messages. In
+   * `"jetstream"` mode they get no core subscription: `consumeJetStream()`
+   * of `jetstream.ts` (which `runService` calls) feeds them through
+   * {@linkcode Service.dispatch}.
+   *
+   * @default "core"
+   */
+  consumeMode?: ConsumeMode;
 }
 
 /** Options of {@linkcode Service.stop}. */
@@ -317,13 +372,24 @@ export interface StopOptions {
 export interface Service extends AsyncDisposable {
   /** The service name. */
   readonly name: string;
+  /** The service version. */
+  readonly version: string;
   /** The connection. */
   readonly nc: NatsConnection;
+  /** The logger. */
+  readonly logger: Logger;
   /** The endpoints as declared. */
   readonly endpoints: readonly Endpoint[];
-  /** Subscribes every endpoint with a core (queue) subscription. */
+  /** How endpoints with a `stream` take their messages. */
+  readonly consumeMode: ConsumeMode;
+  /**
+   * The endpoints fed by JetStream (those with a `stream`, in JetStream
+   * mode); {@linkcode Service.start} does not subscribe them.
+   */
+  readonly jetstreamEndpoints: readonly Endpoint[];
+  /** Subscribes every other endpoint with a core (queue) subscription. */
   start(): Promise<void>;
-  /** Whether every endpoint is subscribed and the service is not stopping. */
+  /** Whether every core endpoint is subscribed and the service is not stopping. */
   readonly ready: boolean;
   /** Whether {@linkcode Service.stop} was called. */
   readonly stopping: boolean;
@@ -335,9 +401,14 @@ export interface Service extends AsyncDisposable {
   dispatch(endpoint: Endpoint, delivery: Delivery): Promise<Outcome>;
   /** Stops taking messages and waits for in-flight ones (see {@linkcode StopOptions}). */
   stop(options?: StopOptions): Promise<void>;
-  /** Counters per endpoint. */
+  /** Counters per endpoint, in the order of {@linkcode Service.endpoints}. */
   stats(): EndpointStats[];
-  /** Registers something to stop with the service (a JetStream consumer). */
+  /**
+   * Registers a message source to stop with the service (a JetStream
+   * consumer). `fn` is called when stopping begins: it should stop taking
+   * messages and resolve once its own in-flight work (acks) is done. The
+   * service waits for it as for in-flight handlers, within the grace period.
+   */
   onStop(fn: () => Promise<void>): void;
 }
 
@@ -364,6 +435,7 @@ interface EndpointState {
  * @param nc The connection.
  * @param options Name, endpoints, logger and defaults.
  * @returns The service.
+ * @throws {TypeError} When two JetStream endpoints would share one durable consumer.
  *
  * @example
  * ```ts ignore
@@ -378,6 +450,12 @@ export function createService(nc: NatsConnection, options: ServiceOptions): Serv
   const telemetry = options.telemetry ?? createTelemetry({ serviceName: name });
   const defaultConcurrency = options.concurrency ?? 16;
   const defaultTimeoutMs = options.timeoutMs ?? 60_000;
+  const consumeMode = options.consumeMode ?? "core";
+  const version = options.version ?? "0.1.0";
+  const jetstreamEndpoints = consumeMode === "jetstream"
+    ? endpoints.filter((e) => e.stream !== undefined)
+    : [];
+  checkDurables(name, jetstreamEndpoints);
   // One ticker per service checks the deadlines of in-flight messages: a timer
   // per message would cost more than the rest of the dispatch. It runs only
   // while messages are in flight, and stops at the first idle tick.
@@ -412,7 +490,11 @@ export function createService(nc: NatsConnection, options: ServiceOptions): Serv
       concurrency,
       maxPending: endpoint.maxPending ?? concurrency * 16,
       timeoutMs: endpoint.timeoutMs ?? defaultTimeoutMs,
-      queueGroup: endpoint.queue === false ? "" : endpoint.queue ?? name,
+      queueGroup: jetstreamEndpoints.includes(endpoint)
+        ? endpoint.durable ?? name
+        : endpoint.queue === false
+        ? ""
+        : endpoint.queue ?? name,
       waiting: [],
       inFlight: 0,
       numRequests: 0,
@@ -626,13 +708,19 @@ export function createService(nc: NatsConnection, options: ServiceOptions): Serv
     dispatch(state.endpoint, coreDelivery(msg));
   }
 
+  const coreStates = [...states.values()].filter((s) => !jetstreamEndpoints.includes(s.endpoint));
+
   const service: Service = {
     name,
+    version,
     nc,
+    logger,
     endpoints,
+    consumeMode,
+    jetstreamEndpoints,
     get ready() {
       if (!started || stopping) return false;
-      for (const s of states.values()) {
+      for (const s of coreStates) {
         if (!s.subscription || s.subscription.isClosed()) return false;
       }
       return true;
@@ -643,7 +731,7 @@ export function createService(nc: NatsConnection, options: ServiceOptions): Serv
     async start() {
       if (started) return;
       started = true;
-      for (const state of states.values()) {
+      for (const state of coreStates) {
         state.subscription = nc.subscribe(state.endpoint.subject, {
           ...(state.queueGroup ? { queue: state.queueGroup } : {}),
           callback: (error, msg) => {
@@ -657,8 +745,11 @@ export function createService(nc: NatsConnection, options: ServiceOptions): Serv
       }
       await nc.flush();
       logger.info("Serving", {
-        endpoints: endpoints.map((e) => e.subject),
-        version: options.version ?? "0.1.0",
+        endpoints: coreStates.map((s) => s.endpoint.subject),
+        ...(jetstreamEndpoints.length
+          ? { jetstream_endpoints: jetstreamEndpoints.map((e) => e.subject) }
+          : {}),
+        version,
       });
     },
     dispatch,
@@ -669,25 +760,30 @@ export function createService(nc: NatsConnection, options: ServiceOptions): Serv
       await Promise.all(
         [...states.values()].map((s) => s.subscription?.drain().catch(() => {})),
       );
-      await Promise.all(stopHooks.map((hook) => hook().catch(() => {})));
-      if (busy()) {
-        let notify = () => {};
-        const finished = new Promise<void>((resolve) => notify = resolve);
-        idle.add(notify);
-        let timer: ReturnType<typeof setTimeout> | undefined;
-        const expired = new Promise<"expired">((resolve) => {
-          timer = setTimeout(() => resolve("expired"), graceMs);
-        });
-        const result = await Promise.race([finished, expired]);
-        clearTimeout(timer);
-        if (result === "expired") {
-          logger.warn("Grace period over: aborting in-flight handlers", { grace_ms: graceMs });
-          const reason = new TimeoutError("Cannot finish: the service is stopping");
-          for (const abort of deadlines.keys()) abort(reason);
-          await finished;
-        }
-        idle.delete(notify);
+      // Other sources stop taking messages now and settle their own in-flight
+      // work (acks) while the handlers finish, within the same grace period.
+      const sources = Promise.all(stopHooks.map((hook) => hook().catch(() => {})));
+      let notify = () => {};
+      const handlersDone = busy()
+        ? new Promise<void>((resolve) => {
+          notify = resolve;
+          idle.add(notify);
+        })
+        : Promise.resolve();
+      const finished = Promise.all([handlersDone, sources]);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const expired = new Promise<"expired">((resolve) => {
+        timer = setTimeout(() => resolve("expired"), graceMs);
+      });
+      const result = await Promise.race([finished, expired]);
+      clearTimeout(timer);
+      if (result === "expired") {
+        logger.warn("Grace period over: aborting in-flight handlers", { grace_ms: graceMs });
+        const reason = new TimeoutError("Cannot finish: the service is stopping");
+        for (const abort of deadlines.keys()) abort(reason);
+        await finished;
       }
+      idle.delete(notify);
       clearInterval(ticker);
       ticker = undefined;
       logger.info("Stopped taking messages");
@@ -704,6 +800,7 @@ export function createService(nc: NatsConnection, options: ServiceOptions): Serv
         lastError: s.lastError,
         inFlight: s.inFlight,
         pending: s.waiting.length,
+        concurrency: s.concurrency,
       }));
     },
     onStop(fn) {
@@ -733,6 +830,24 @@ function replyHeaders(state: EndpointState, spanContext: Context): MsgHdrs {
 
 /** How often deadlines are checked: the precision of a message's deadline. */
 const DEADLINE_TICK_MS = 25;
+
+/** Throws when two JetStream endpoints would share one durable consumer on one stream. */
+function checkDurables(service: string, endpoints: readonly Endpoint[]): void {
+  const seen = new Map<string, Endpoint>();
+  for (const endpoint of endpoints) {
+    const durable = endpoint.durable ?? service;
+    const key = `${endpoint.stream} ${durable}`;
+    const other = seen.get(key);
+    if (other) {
+      throw new TypeError(
+        `Cannot create service "${service}": endpoints "${other.name}" and "${endpoint.name}" ` +
+          `would share the durable consumer "${durable}" on stream "${endpoint.stream}"; ` +
+          `give one of them its own durable name`,
+      );
+    }
+    seen.set(key, endpoint);
+  }
+}
 
 function coreDelivery(msg: Msg): Delivery {
   return {

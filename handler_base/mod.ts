@@ -35,9 +35,11 @@
  * @module
  */
 export * from "./config.ts";
+export * from "./discovery.ts";
 export * from "./errors.ts";
 export * from "./handler.ts";
 export * from "./health.ts";
+export * from "./jetstream.ts";
 export * from "./log.ts";
 export * from "./messages.ts";
 export * from "./natsutil.ts";

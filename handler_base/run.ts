@@ -1,8 +1,10 @@
 /**
  * Runs a service as a process: health server, NATS connection, endpoints,
- * and a clean stop on SIGTERM or SIGINT (readiness turns 503, no new messages
- * are taken, in-flight handlers get a grace period, the connection drains and
- * the function returns so the process exits 0).
+ * micro-protocol discovery (`$SRV.PING|INFO|STATS`), JetStream consumers in
+ * JetStream consume mode (with a readiness check), and a clean stop on
+ * SIGTERM or SIGINT (readiness turns 503, no new messages are taken,
+ * in-flight handlers get a grace period, the connection drains and the
+ * function returns so the process exits 0).
  *
  * Requires `--allow-net` for NATS and the health port. Listening for signals
  * needs no permission.
@@ -23,8 +25,15 @@
  *
  * @module
  */
+import { startDiscovery } from "./discovery.ts";
 import { createService, type Endpoint, type Service } from "./handler.ts";
 import { type ReadinessCheck, startHealthServer } from "./health.ts";
+import {
+  consumeJetStream,
+  type ConsumeSettings,
+  ensureStreams,
+  StreamSetupError,
+} from "./jetstream.ts";
 import type { Logger } from "./log.ts";
 import { connectNats, type NatsConnectOptions, watchConnection } from "./natsutil.ts";
 import type { Telemetry } from "./telemetry.ts";
@@ -54,12 +63,19 @@ export function terminationSignal(): AbortSignal {
   return controller.signal;
 }
 
-/** Options of {@linkcode runService}. */
-export interface RunServiceOptions {
+/**
+ * Options of {@linkcode runService}. The fields of `ConsumeSettings`
+ * (`consumeMode`, `ensureStreams`, `jetstream`) come from `jetstream.ts`;
+ * `consumeSettingsFromConfig(config)` fills them from `CONSUME_MODE` and its
+ * family.
+ */
+export interface RunServiceOptions extends ConsumeSettings {
   /** The service name (queue group, connection name, logs, spans). */
   name: string;
   /** The service version. @default "0.1.0" */
   version?: string;
+  /** What the service does, for `nats micro info`. @default "" */
+  description?: string;
   /** The endpoints to serve. */
   endpoints: readonly Endpoint[];
   /** How to reach NATS (the connection is named after the service). */
@@ -82,7 +98,7 @@ export interface RunServiceOptions {
   telemetry?: Telemetry;
   /** More readiness checks (a backend, a consumer). @default {} */
   checks?: Record<string, ReadinessCheck>;
-  /** Called once the service is serving (start JetStream consumers here). */
+  /** Called once the service is serving (its endpoints and JetStream consumers). */
   onStart?: (service: Service) => Promise<void>;
   /** Called with the health server's port once it listens (tests use port 0). */
   onListen?: (healthPort: number) => void;
@@ -131,12 +147,25 @@ export async function runService(options: RunServiceOptions): Promise<void> {
       ...(options.telemetry ? { telemetry: options.telemetry } : {}),
       ...(options.concurrency ? { concurrency: options.concurrency } : {}),
       ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}),
+      ...(options.consumeMode ? { consumeMode: options.consumeMode } : {}),
     });
     health.setCheck("endpoints", () => service.ready || "not subscribed");
     for (const [checkName, check] of Object.entries(options.checks ?? {})) {
       health.setCheck(checkName, check);
     }
+    if (options.ensureStreams) {
+      // Failed streams are logged one by one, and the consumers then report
+      // them on /ready: a service runs on without them.
+      await ensureStreams(nc, { logger, signal }).catch((error) => {
+        if (!(error instanceof StreamSetupError)) logger.error("Cannot ensure streams", { error });
+      });
+    }
     await service.start();
+    const discovery = startDiscovery(service, { description: options.description ?? "" });
+    if (service.jetstreamEndpoints.length > 0) {
+      const consumers = consumeJetStream(service, options.jetstream);
+      health.setCheck("jetstream", () => consumers.check());
+    }
     await options.onStart?.(service);
     if (!signal.aborted) {
       await new Promise((resolve) => signal.addEventListener("abort", resolve, { once: true }));
@@ -144,6 +173,7 @@ export async function runService(options: RunServiceOptions): Promise<void> {
     logger.info("Stopping", { grace_ms: options.shutdownGraceMs ?? 10_000 });
     health.setShuttingDown();
     await service.stop({ graceMs: options.shutdownGraceMs ?? 10_000 });
+    await discovery.stop();
     await nc.drain().catch((error) => logger.warn("Cannot drain NATS", { error }));
     logger.info("Stopped");
   } finally {
