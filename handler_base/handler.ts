@@ -459,7 +459,7 @@ export function createService(nc: NatsConnection, options: ServiceOptions): Serv
   // One ticker per service checks the deadlines of in-flight messages: a timer
   // per message would cost more than the rest of the dispatch. It runs only
   // while messages are in flight, and stops at the first idle tick.
-  const deadlines = new Map<(reason: unknown) => void, { at: number; state: EndpointState }>();
+  const deadlines = new Set<MessageRun>();
   let ticker: ReturnType<typeof setInterval> | undefined;
   const tickMs = Math.max(1, Math.min(DEADLINE_TICK_MS, options.timeoutMs ?? DEADLINE_TICK_MS));
   function checkDeadlines(): void {
@@ -469,13 +469,9 @@ export function createService(nc: NatsConnection, options: ServiceOptions): Serv
       return;
     }
     const now = performance.now();
-    for (const [expire, { at, state }] of deadlines) {
-      if (now >= at) expire(deadlineError(state));
+    for (const run of deadlines) {
+      if (now >= run.deadlineAt) run.expire(run.deadlineError());
     }
-  }
-  function watchDeadline(expire: (reason: unknown) => void, state: EndpointState): void {
-    deadlines.set(expire, { at: performance.now() + state.timeoutMs, state });
-    ticker ??= setInterval(checkDeadlines, Math.min(tickMs, state.timeoutMs));
   }
   const stopHooks: Array<() => Promise<void>> = [];
   const idle = new Set<() => void>();
@@ -521,7 +517,7 @@ export function createService(nc: NatsConnection, options: ServiceOptions): Serv
     if (next) {
       state.inFlight++;
       next();
-    } else if (!busy()) {
+    } else if (idle.size > 0 && !busy()) {
       for (const notify of idle) notify();
     }
   }
@@ -540,153 +536,37 @@ export function createService(nc: NatsConnection, options: ServiceOptions): Serv
     delivery.respond(encode(ErrorResponseSchema, toErrorResponse(error)), headers);
   }
 
-  /**
-   * Handles one delivery; resolves with the outcome and with a promise that
-   * settles when the handler itself has returned (later than the outcome when
-   * the deadline cut it short).
-   */
-  async function handleOne(
-    state: EndpointState,
-    delivery: Delivery,
-  ): Promise<{ outcome: Outcome; settled: Promise<unknown> }> {
-    const { endpoint } = state;
-    const started = performance.now();
-    const tracing = telemetry.enabled;
-    const parent: Context = extractTraceContext(delivery.headers);
-    const span = startConsumerSpan(telemetry.tracer, {
-      subject: delivery.subject,
-      template: endpoint.subject,
-      parent,
-      messageBytes: delivery.data.length,
-      consumerGroup: state.queueGroup,
-    });
-    const spanContext = trace.setSpan(parent, span);
-    const attributes = tracing ? { "messaging.destination.name": endpoint.subject } : undefined;
-    if (attributes) telemetry.metrics.inFlight.add(1, attributes);
+  const runtime: Runtime = {
+    name,
+    nc,
+    logger,
+    telemetry,
+    watch(run, timeoutMs) {
+      deadlines.add(run);
+      ticker ??= setInterval(checkDeadlines, Math.min(tickMs, timeoutMs));
+    },
+    unwatch(run) {
+      deadlines.delete(run);
+    },
+    release,
+    replyError,
+  };
 
-    // The deadline is one timer; the AbortSignal, the logger and the tokens are
-    // only built when the handler asks for them, which keeps the hot path lean.
-    let controller: AbortController | undefined;
-    let expired: unknown;
-    let rejectDeadline: (reason: unknown) => void = () => {};
-    const deadlinePassed = new Promise<never>((_, reject) => rejectDeadline = reject);
-    deadlinePassed.catch(() => {});
-    const expire = (reason: unknown) => {
-      if (expired !== undefined) return;
-      expired = reason;
-      controller?.abort(reason);
-      rejectDeadline(reason);
-    };
-    watchDeadline(expire, state);
-    let log: Logger | undefined;
-    let tokens: readonly string[] | undefined;
-    const childLog = () =>
-      log ??= logger.child({
-        subject: delivery.subject,
-        endpoint: endpoint.name,
-        ...(tracing ? { trace_id: span.spanContext().traceId } : {}),
-      });
-    const ctx: HandlerContext = {
-      service: name,
-      subject: delivery.subject,
-      get tokens() {
-        return tokens ??= delivery.subject.split(".");
-      },
-      headers: delivery.headers,
-      get signal() {
-        if (!controller) {
-          controller = new AbortController();
-          if (expired !== undefined) controller.abort(expired);
-        }
-        return controller.signal;
-      },
-      get log() {
-        return childLog();
-      },
-      span,
-      attempt: delivery.attempt,
-      nc,
-      publish(subject, schema, message, publishOptions = {}) {
-        publish(nc, subject, schema, message, { ...publishOptions, context: spanContext });
-      },
-      async request(subject, requestSchema, message, responseSchema, requestOptions) {
-        const child = startClientSpan(telemetry.tracer, `request ${subject}`, {
-          parent: spanContext,
-          attributes: { "messaging.system": "nats", "messaging.destination.name": subject },
-        });
-        try {
-          return await request(nc, subject, requestSchema, message, responseSchema, {
-            signal: ctx.signal,
-            ...requestOptions,
-            context: trace.setSpan(spanContext, child),
-          });
-        } catch (error) {
-          recordError(child, error);
-          throw error;
-        } finally {
-          child.end();
-        }
-      },
-    };
-    let outcome: Outcome;
-    let settled: Promise<unknown> = Promise.resolve();
+  /** Starts one message in a slot it already holds; resolves with the outcome. */
+  function start(state: EndpointState, delivery: Delivery): Promise<Outcome> {
     try {
-      const msgType = delivery.headers?.get(MSG_TYPE_HEADER) || undefined;
-      const work = otelContext.with(
-        spanContext,
-        () => endpoint.invoke(delivery.data, msgType, ctx),
-      );
-      settled = work.catch(() => {});
-      const reply = await Promise.race([work, deadlinePassed]);
-      if (reply && delivery.wantsReply) {
-        delivery.respond(reply, replyHeaders(state, spanContext));
-      }
-      outcome = { ok: true };
+      return new MessageRun(runtime, state, delivery).run();
     } catch (error) {
-      outcome = { ok: false, error };
-      const type = errorType(error);
-      state.numErrors++;
-      state.lastError = `${type}: ${
-        error instanceof HandlerError ? error.message : INTERNAL_ERROR_MESSAGE
-      }`;
-      if (attributes) telemetry.metrics.failed.add(1, { ...attributes, "error.type": type });
-      recordError(span, error);
-      const level = type === "Internal" ? "error" : "warn";
-      childLog()[level]("Cannot handle message", {
-        error,
-        error_type: type,
-        attempt: delivery.attempt,
-      });
-      otelContext.with(spanContext, () => replyError(delivery, error));
-    } finally {
-      deadlines.delete(expire);
-      const elapsed = performance.now() - started;
-      state.numRequests++;
-      state.processingTimeNs += Math.round(elapsed * 1e6);
-      if (attributes) {
-        telemetry.metrics.handled.add(1, attributes);
-        telemetry.metrics.inFlight.add(-1, attributes);
-        telemetry.metrics.duration.record(elapsed / 1000, attributes);
-      }
-      span.end();
+      release(state);
+      return Promise.resolve({ ok: false, error });
     }
-    return { outcome, settled };
   }
 
   async function dispatch(endpoint: Endpoint, delivery: Delivery): Promise<Outcome> {
     const state = stateOf(endpoint);
     const wait = acquire(state);
     if (wait) await wait;
-    let handled: Awaited<ReturnType<typeof handleOne>>;
-    try {
-      handled = await handleOne(state, delivery);
-    } catch (error) {
-      release(state);
-      return { ok: false, error };
-    }
-    const { outcome, settled } = handled;
-    settled.finally(() => release(state));
-    return outcome;
+    return await start(state, delivery);
   }
 
   function onCoreMessage(state: EndpointState, msg: Msg): void {
@@ -705,7 +585,12 @@ export function createService(nc: NatsConnection, options: ServiceOptions): Serv
       replyError(coreDelivery(msg), overloaded(state));
       return;
     }
-    dispatch(state.endpoint, coreDelivery(msg));
+    if (state.inFlight < state.concurrency) {
+      state.inFlight++;
+      start(state, coreDelivery(msg));
+    } else {
+      state.waiting.push(() => start(state, coreDelivery(msg)));
+    }
   }
 
   const coreStates = [...states.values()].filter((s) => !jetstreamEndpoints.includes(s.endpoint));
@@ -780,7 +665,7 @@ export function createService(nc: NatsConnection, options: ServiceOptions): Serv
       if (result === "expired") {
         logger.warn("Grace period over: aborting in-flight handlers", { grace_ms: graceMs });
         const reason = new TimeoutError("Cannot finish: the service is stopping");
-        for (const abort of deadlines.keys()) abort(reason);
+        for (const run of deadlines) run.expire(reason);
         await finished;
       }
       idle.delete(notify);
@@ -811,6 +696,226 @@ export function createService(nc: NatsConnection, options: ServiceOptions): Serv
     },
   };
   return service;
+}
+
+/** What one message's run needs from its service. */
+interface Runtime {
+  readonly name: string;
+  readonly nc: NatsConnection;
+  readonly logger: Logger;
+  readonly telemetry: Telemetry;
+  /** Starts checking the run's deadline. */
+  watch(run: MessageRun, timeoutMs: number): void;
+  /** Stops checking the run's deadline. */
+  unwatch(run: MessageRun): void;
+  /** Frees the run's concurrency slot. */
+  release(state: EndpointState): void;
+  /** Answers the reply subject with an `ErrorResponse`, if the message wants a reply. */
+  replyError(delivery: Delivery, error: unknown): void;
+}
+
+/**
+ * One message being handled, and the context its handler receives. A class,
+ * so that the hot path allocates one object instead of a closure per helper;
+ * the signal, the logger and the tokens are built only when asked for.
+ */
+class MessageRun implements HandlerContext {
+  readonly service: string;
+  readonly subject: string;
+  readonly headers: MsgHdrs | undefined;
+  readonly span: Span;
+  readonly attempt: number;
+  readonly nc: NatsConnection;
+  /** When the deadline passes, on the `performance.now()` clock. */
+  readonly deadlineAt: number;
+  readonly #runtime: Runtime;
+  readonly #state: EndpointState;
+  readonly #delivery: Delivery;
+  readonly #spanContext: Context;
+  readonly #started: number;
+  readonly #attributes: Record<string, string> | undefined;
+  #controller: AbortController | undefined;
+  #expired: unknown;
+  #done = false;
+  #log: Logger | undefined;
+  #tokens: readonly string[] | undefined;
+  #resolve: (outcome: Outcome) => void = () => {};
+
+  constructor(runtime: Runtime, state: EndpointState, delivery: Delivery) {
+    const { endpoint } = state;
+    this.#runtime = runtime;
+    this.#state = state;
+    this.#delivery = delivery;
+    this.#started = performance.now();
+    this.deadlineAt = this.#started + state.timeoutMs;
+    this.service = runtime.name;
+    this.subject = delivery.subject;
+    this.headers = delivery.headers;
+    this.attempt = delivery.attempt;
+    this.nc = runtime.nc;
+    const parent = extractTraceContext(delivery.headers);
+    this.span = startConsumerSpan(runtime.telemetry.tracer, {
+      subject: delivery.subject,
+      template: endpoint.subject,
+      parent,
+      messageBytes: delivery.data.length,
+      consumerGroup: state.queueGroup,
+    });
+    this.#spanContext = trace.setSpan(parent, this.span);
+    this.#attributes = runtime.telemetry.enabled
+      ? { "messaging.destination.name": endpoint.subject }
+      : undefined;
+    if (this.#attributes) runtime.telemetry.metrics.inFlight.add(1, this.#attributes);
+  }
+
+  get tokens(): readonly string[] {
+    return this.#tokens ??= this.subject.split(".");
+  }
+
+  get signal(): AbortSignal {
+    if (!this.#controller) {
+      this.#controller = new AbortController();
+      if (this.#expired !== undefined) this.#controller.abort(this.#expired);
+    }
+    return this.#controller.signal;
+  }
+
+  get log(): Logger {
+    return this.#log ??= this.#runtime.logger.child({
+      subject: this.subject,
+      endpoint: this.#state.endpoint.name,
+      ...(this.#runtime.telemetry.enabled ? { trace_id: this.span.spanContext().traceId } : {}),
+    });
+  }
+
+  publish<Desc extends DescMessage>(
+    subject: string,
+    schema: Desc,
+    message: MessageShape<Desc> | MessageInitShape<Desc>,
+    options: Omit<PublishOptions, "context"> = {},
+  ): void {
+    publish(this.nc, subject, schema, message, { ...options, context: this.#spanContext });
+  }
+
+  async request<Req extends DescMessage, Res extends DescMessage>(
+    subject: string,
+    requestSchema: Req,
+    message: MessageShape<Req> | MessageInitShape<Req>,
+    responseSchema: Res,
+    options: Omit<RequestOptions, "context">,
+  ): Promise<MessageShape<Res>> {
+    const child = startClientSpan(this.#runtime.telemetry.tracer, `request ${subject}`, {
+      parent: this.#spanContext,
+      attributes: { "messaging.system": "nats", "messaging.destination.name": subject },
+    });
+    try {
+      return await request(this.nc, subject, requestSchema, message, responseSchema, {
+        signal: this.signal,
+        ...options,
+        context: trace.setSpan(this.#spanContext, child),
+      });
+    } catch (error) {
+      recordError(child, error);
+      throw error;
+    } finally {
+      child.end();
+    }
+  }
+
+  /**
+   * Runs the handler. Resolves with the outcome when the handler settles or
+   * the deadline passes, whichever is first; the concurrency slot is freed
+   * only when the handler itself has returned, so a handler that ignores its
+   * signal cannot make the service take more work than its limit.
+   */
+  run(): Promise<Outcome> {
+    const { endpoint } = this.#state;
+    const delivery = this.#delivery;
+    return new Promise<Outcome>((resolve) => {
+      this.#resolve = resolve;
+      this.#runtime.watch(this, this.#state.timeoutMs);
+      const msgType = delivery.headers?.get(MSG_TYPE_HEADER) || undefined;
+      let work: Promise<Uint8Array | undefined>;
+      try {
+        work = otelContext.with(
+          this.#spanContext,
+          () => endpoint.invoke(delivery.data, msgType, this),
+        );
+      } catch (error) {
+        work = Promise.reject(error);
+      }
+      work.then(
+        (reply) => {
+          this.#succeed(reply);
+          this.#runtime.release(this.#state);
+        },
+        (error) => {
+          this.#fail(error);
+          this.#runtime.release(this.#state);
+        },
+      );
+    });
+  }
+
+  /** Ends the wait: the deadline passed, or the service stops for good. */
+  expire(reason: unknown): void {
+    if (this.#expired !== undefined) return;
+    this.#expired = reason;
+    this.#controller?.abort(reason);
+    this.#fail(reason);
+  }
+
+  /** The error a message past its deadline is answered with. */
+  deadlineError(): TimeoutError {
+    return deadlineError(this.#state);
+  }
+
+  #succeed(reply: Uint8Array | undefined): void {
+    if (this.#done) return;
+    if (reply && this.#delivery.wantsReply) {
+      this.#delivery.respond(reply, replyHeaders(this.#state, this.#spanContext));
+    }
+    this.#finish({ ok: true });
+  }
+
+  #fail(error: unknown): void {
+    if (this.#done) return;
+    const state = this.#state;
+    const type = errorType(error);
+    state.numErrors++;
+    state.lastError = `${type}: ${
+      error instanceof HandlerError ? error.message : INTERNAL_ERROR_MESSAGE
+    }`;
+    if (this.#attributes) {
+      this.#runtime.telemetry.metrics.failed.add(1, { ...this.#attributes, "error.type": type });
+    }
+    recordError(this.span, error);
+    this.log[type === "Internal" ? "error" : "warn"]("Cannot handle message", {
+      error,
+      error_type: type,
+      attempt: this.attempt,
+    });
+    otelContext.with(this.#spanContext, () => this.#runtime.replyError(this.#delivery, error));
+    this.#finish({ ok: false, error });
+  }
+
+  #finish(outcome: Outcome): void {
+    this.#done = true;
+    this.#runtime.unwatch(this);
+    const state = this.#state;
+    const elapsed = performance.now() - this.#started;
+    state.numRequests++;
+    state.processingTimeNs += Math.round(elapsed * 1e6);
+    const attributes = this.#attributes;
+    if (attributes) {
+      const { metrics } = this.#runtime.telemetry;
+      metrics.handled.add(1, attributes);
+      metrics.inFlight.add(-1, attributes);
+      metrics.duration.record(elapsed / 1000, attributes);
+    }
+    this.span.end();
+    this.#resolve(outcome);
+  }
 }
 
 /**
