@@ -1,0 +1,263 @@
+import assert from "node:assert/strict";
+import {
+  ChatRequestSchema,
+  ChatResponseSchema,
+  type ChatStreamChunk,
+  ChatStreamChunkSchema,
+  decode,
+  encode,
+  GreetingRequestSchema,
+  GreetingResponseSchema,
+} from "@homelab/handler-base/messages";
+import { ensureStreams } from "@homelab/handler-base/jetstream";
+import { connectNats, type Msg, type NatsConnection } from "@homelab/handler-base/natsutil";
+import {
+  type NatsServer,
+  startFakeEmbeddings,
+  startFakeLlm,
+  startFakeMilvus,
+  startFakeReranker,
+  startFakeXtts,
+  startNatsServer,
+} from "@homelab/handler-base/testing";
+
+const ROOT = new URL("../", import.meta.url).pathname;
+
+/** Collects the messages of a subject; `until` waits (with a guard) for a condition on them. */
+function collect(nc: NatsConnection, subject: string) {
+  const msgs: Msg[] = [];
+  let notify = () => {};
+  const sub = nc.subscribe(subject, {
+    callback: (_, msg) => {
+      msgs.push(msg);
+      notify();
+    },
+  });
+  return {
+    msgs,
+    async until(done: (msgs: Msg[]) => boolean): Promise<Msg[]> {
+      const deadline = Date.now() + 20_000;
+      while (!done(msgs)) {
+        if (Date.now() > deadline) throw new Error(`Timed out collecting ${subject}`);
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        await new Promise<void>((resolve) => {
+          notify = resolve;
+          timer = setTimeout(resolve, 1000);
+        });
+        clearTimeout(timer);
+      }
+      return msgs;
+    },
+    close: () => sub.unsubscribe(),
+  };
+}
+
+function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr;
+  listener.close();
+  return port;
+}
+
+/**
+ * Runs the real entry file with nothing but its permission set, and
+ * resolves once it logs that it serves.
+ */
+async function startChatHandler(server: NatsServer, env: Record<string, string>) {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--no-prompt", "-P=chat-handler", "services/chat.ts"],
+    cwd: ROOT,
+    clearEnv: true,
+    env: {
+      PATH: Deno.env.get("PATH") ?? "",
+      HOME: Deno.env.get("HOME") ?? "",
+      ...(Deno.env.get("DENO_DIR") ? { DENO_DIR: Deno.env.get("DENO_DIR")! } : {}),
+      NATS_URL: server.url,
+      ...env,
+    },
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  let stderr = "";
+  const serving = Promise.withResolvers<void>();
+  const read = (async () => {
+    for await (const text of child.stderr.pipeThrough(new TextDecoderStream())) {
+      stderr += text;
+      if (stderr.includes('"msg":"Serving"')) serving.resolve();
+    }
+    serving.reject(new Error(`chat-handler exited before serving: ${stderr}`));
+  })();
+  await serving.promise;
+  return { child, stderr: () => stderr, read };
+}
+
+Deno.test("services/chat.ts runs with exactly -P=chat-handler and answers a full chat", async () => {
+  await using server = await startNatsServer({ jetstream: false });
+  await using llm = startFakeLlm({ reply: "Streams keep messages on disk." });
+  await using embeddings = startFakeEmbeddings();
+  await using milvus = startFakeMilvus();
+  await using reranker = startFakeReranker();
+  await using xtts = startFakeXtts();
+  const healthPort = freePort();
+  const service = await startChatHandler(server, {
+    HEALTH_PORT: String(healthPort),
+    LOG_LEVEL: "info",
+    VLLM_URL: llm.url,
+    LLM_PREMIUM_MODEL: "premium-model",
+    EMBEDDINGS_URL: embeddings.url,
+    RERANKER_URL: reranker.url,
+    MILVUS_HOST: "127.0.0.1",
+    MILVUS_PORT: new URL(milvus.url).port,
+    TTS_URL: xtts.url,
+    CHAT_STREAM_MIN_INTERVAL_MS: "0",
+  });
+  const client = await connectNats({ servers: server.url, name: "client" });
+  try {
+    const ready = await fetch(`http://127.0.0.1:${healthPort}/ready`);
+    assert.equal(ready.status, 200, await ready.text());
+
+    const chunks: ChatStreamChunk[] = [];
+    client.subscribe("ai.chat.response.stream.p1", {
+      callback: (_, msg) => {
+        chunks.push(decode(ChatStreamChunkSchema, msg.data));
+      },
+    });
+    await client.flush();
+    const msg = await client.request(
+      "ai.chat.user.u1.message",
+      encode(ChatRequestSchema, {
+        requestId: "p1",
+        message: "What does JetStream add to NATS?",
+        enableRag: true,
+        enableReranker: true,
+        enableStreaming: true,
+        enableTts: true,
+        premium: true,
+      }),
+      { timeout: 20_000 },
+    );
+    const response = decode(ChatResponseSchema, msg.data);
+    assert.equal(response.success, true, response.error);
+    assert.equal(response.response, "Streams keep messages on disk.");
+    assert.equal(response.userId, "u1");
+    assert.equal(response.usedRag, true);
+    assert.equal(response.ragSources[0], "JetStream adds persistence to NATS.");
+    assert.equal(new TextDecoder().decode(response.audio.subarray(0, 4)), "RIFF");
+    assert.equal(chunks.map((c) => c.content).join(""), response.response);
+    assert.equal(chunks.at(-1)?.done, true);
+    assert.equal((llm.requests[0]!.json as Record<string, unknown>).model, "premium-model");
+
+    const greeting = await client.request(
+      "ai.chat.user.u1.greeting.request",
+      encode(GreetingRequestSchema, { nickname: "Ada" }),
+      { timeout: 20_000 },
+    );
+    assert.equal(
+      decode(GreetingResponseSchema, greeting.data).greeting,
+      "Streams keep messages on disk.",
+    );
+  } finally {
+    await client.close();
+    service.child.kill("SIGTERM");
+    const status = await service.child.status;
+    await service.read.catch(() => {});
+    assert.equal(status.code, 0, service.stderr());
+  }
+  assert.ok(!service.stderr().includes("NotCapable"), service.stderr());
+});
+
+Deno.test("services/chat.ts exits 78 naming every bad variable", async () => {
+  const { code, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--no-prompt", "-P=chat-handler", "services/chat.ts"],
+    cwd: ROOT,
+    clearEnv: true,
+    env: {
+      PATH: Deno.env.get("PATH") ?? "",
+      HOME: Deno.env.get("HOME") ?? "",
+      ...(Deno.env.get("DENO_DIR") ? { DENO_DIR: Deno.env.get("DENO_DIR")! } : {}),
+      VLLM_URL: "not a url",
+      CHAT_MAX_QUERY_CHARS: "0",
+    },
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  const message = new TextDecoder().decode(stderr);
+  assert.equal(code, 78, message);
+  assert.match(message, /VLLM_URL/);
+  assert.match(message, /CHAT_MAX_QUERY_CHARS/);
+});
+
+Deno.test("services/chat.ts with CONSUME_MODE=jetstream answers what COMPANIONS_CHAT stored", async () => {
+  await using server = await startNatsServer({ jetstream: true });
+  await using llm = startFakeLlm({ reply: "From the stream." });
+  const client = await connectNats({ servers: server.url, name: "client" });
+  const responses = collect(client, "ai.chat.response.>");
+  const greetings = collect(client, "ai.chat.user.*.greeting.response");
+  const subjects = () => responses.msgs.map((m) => m.subject);
+  let service: Awaited<ReturnType<typeof startChatHandler>> | undefined;
+  try {
+    await ensureStreams(client, { only: ["COMPANIONS_CHAT"] });
+    // Stored while no chat-handler runs.
+    client.publish(
+      "ai.chat.user.u1.message",
+      encode(ChatRequestSchema, { requestId: "early", message: "hi" }),
+    );
+    client.publish(
+      "ai.chat.user.u1.greeting.request",
+      encode(GreetingRequestSchema, { nickname: "Ada" }),
+    );
+    await client.flush();
+
+    service = await startChatHandler(server, {
+      HEALTH_PORT: "0",
+      LOG_LEVEL: "info",
+      VLLM_URL: llm.url,
+      CONSUME_MODE: "jetstream",
+      ENSURE_STREAMS: "true",
+      CHAT_STREAM_MIN_INTERVAL_MS: "0",
+    });
+    await responses.until(() => subjects().includes("ai.chat.response.early"));
+    const early = responses.msgs.find((m) => m.subject === "ai.chat.response.early")!;
+    assert.equal(decode(ChatResponseSchema, early.data).response, "From the stream.");
+    assert.equal(decode(ChatResponseSchema, early.data).userId, "u1");
+    const [greeting] = await greetings.until((m) => m.length === 1);
+    assert.equal(greeting!.subject, "ai.chat.user.u1.greeting.response");
+    assert.equal(decode(GreetingResponseSchema, greeting!.data).greeting, "From the stream.");
+
+    // A request on a stored subject is answered by the stream's ack; the
+    // answer arrives on the per-id subjects.
+    const ack = await client.request(
+      "ai.chat.user.u2.message",
+      encode(ChatRequestSchema, { requestId: "live", message: "hi", enableStreaming: true }),
+      { timeout: 20_000 },
+    );
+    assert.equal(JSON.parse(new TextDecoder().decode(ack.data)).stream, "COMPANIONS_CHAT");
+    await responses.until(() => subjects().includes("ai.chat.response.live"));
+    const live = responses.msgs.filter((m) => m.subject.endsWith(".live"));
+    assert.deepEqual(live.map((m) => m.subject).slice(-2), [
+      "ai.chat.response.stream.live",
+      "ai.chat.response.live",
+    ]);
+    const chunks = live.slice(0, -1).map((m) => decode(ChatStreamChunkSchema, m.data));
+    assert.equal(chunks.map((c) => c.content).join(""), "From the stream.");
+
+    // ai.chat.request is in no stream: still request-reply from the service.
+    const reply = await client.request(
+      "ai.chat.request",
+      encode(ChatRequestSchema, { message: "direct" }),
+      { timeout: 20_000 },
+    );
+    assert.equal(decode(ChatResponseSchema, reply.data).response, "From the stream.");
+    assert.ok(service.stderr().includes("jetstream_endpoints"), service.stderr());
+  } finally {
+    responses.close();
+    greetings.close();
+    await client.close();
+    if (service) {
+      service.child.kill("SIGTERM");
+      const status = await service.child.status;
+      await service.read.catch(() => {});
+      assert.equal(status.code, 0, service.stderr());
+    }
+  }
+});
