@@ -1,0 +1,189 @@
+/**
+ * The whole stack on one machine, in one command: a `nats-server` with
+ * JetStream, fake ML backends that speak the real HTTP shapes (LLM,
+ * embeddings, reranker, Milvus, XTTS), and every service run with exactly its
+ * permission set from deno.json, as in production.
+ *
+ * Run: `deno task stack` (Ctrl-C stops everything), or
+ * `deno task stack --smoke` to start it, send one chat and one TTS request
+ * through NATS, print the answers and stop (CI runs this).
+ *
+ * Options: `--nats-port=4222` (0 for a free port), `--smoke`.
+ *
+ * @module
+ */
+import { connectNats, request } from "../handler_base/natsutil.ts";
+import {
+  ChatRequestSchema,
+  ChatResponseSchema,
+  TTSFullResponseSchema,
+  TTSRequestSchema,
+} from "../handler_base/messages.ts";
+import {
+  startFakeEmbeddings,
+  startFakeLlm,
+  startFakeMilvus,
+  startFakeReranker,
+  startFakeXtts,
+} from "../handler_base/testing/fake_backends.ts";
+import { startNatsServer } from "../handler_base/testing/nats_server.ts";
+
+/** The services of the stack: permission set (= service name), entry file, health port. */
+const SERVICES = [
+  { name: "chat-handler", entry: "services/chat.ts", healthPort: 8081 },
+  { name: "tts-module", entry: "services/tts.ts", healthPort: 8082 },
+] as const;
+
+const args = new Set(Deno.args);
+const smoke = args.has("--smoke");
+const natsPortArg = Deno.args.find((a) => a.startsWith("--nats-port="))?.split("=")[1];
+const root = new URL("../", import.meta.url);
+
+function log(message: string): void {
+  console.log(`[stack] ${message}`);
+}
+
+await using nats = await startNatsServer({
+  jetstream: true,
+  port: Number(natsPortArg ?? (smoke ? 0 : 4222)),
+});
+log(`nats-server ${nats.url} (JetStream store ${nats.storeDir})`);
+
+await using llm = startFakeLlm({
+  reply: (request) => {
+    const messages = request.messages as Array<{ role: string; content: string }> | undefined;
+    const question = messages?.findLast((m) => m.role === "user")?.content ?? "";
+    return `This is the local stack's fake LLM. You asked: ${question.slice(0, 200)}`;
+  },
+  delayMs: 15,
+});
+await using embeddings = startFakeEmbeddings();
+await using reranker = startFakeReranker();
+await using milvus = startFakeMilvus();
+await using xtts = startFakeXtts();
+log(`fake backends: llm ${llm.url}, embeddings ${embeddings.url}, reranker ${reranker.url}`);
+log(`               milvus ${milvus.url}, xtts ${xtts.url}`);
+
+const milvusUrl = new URL(milvus.url);
+const env: Record<string, string> = {
+  NATS_URL: nats.url,
+  LOG_LEVEL: "info",
+  VLLM_URL: llm.url,
+  EMBEDDINGS_URL: embeddings.url,
+  RERANKER_URL: reranker.url,
+  MILVUS_HOST: milvusUrl.hostname,
+  MILVUS_PORT: milvusUrl.port,
+  TTS_URL: xtts.url,
+};
+
+/** A free port (smoke runs in CI must not collide with anything on the machine). */
+function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr as Deno.NetAddr;
+  listener.close();
+  return port;
+}
+
+const children = SERVICES.map((declared) => {
+  const service = { ...declared, healthPort: smoke ? freePort() : declared.healthPort };
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", `-P=${service.name}`, service.entry],
+    cwd: root.pathname,
+    env: { ...env, HEALTH_PORT: String(service.healthPort) },
+    stdin: "null",
+  }).spawn();
+  log(`${service.name}: pid ${child.pid}, health http://127.0.0.1:${service.healthPort}/ready`);
+  return { ...service, child };
+});
+
+async function waitReady(): Promise<void> {
+  for (const service of children) {
+    for (let attempt = 0;; attempt++) {
+      const status = await fetch(`http://127.0.0.1:${service.healthPort}/ready`)
+        .then(async (r) => (await r.body?.cancel(), r.status))
+        .catch(() => 0);
+      if (status === 200) break;
+      if (attempt > 600) throw new Error(`${service.name} is not ready after 60 s`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+  log("all services are ready");
+}
+
+async function stopAll(): Promise<number> {
+  let failures = 0;
+  for (const { child, name } of children) {
+    try {
+      child.kill("SIGTERM");
+    } catch {
+      // Already gone.
+    }
+    const status = await child.status;
+    if (status.code !== 0) {
+      failures++;
+      log(`${name} exited with ${status.code}`);
+    }
+  }
+  return failures;
+}
+
+/** One chat and one TTS request through NATS, as a frontend would send them. */
+async function smokeTest(): Promise<void> {
+  const nc = await connectNats({ servers: nats.url, name: "stack-smoke" });
+  try {
+    const answer = await request(
+      nc,
+      "ai.chat.request",
+      ChatRequestSchema,
+      {
+        requestId: "smoke-1",
+        userId: "operator",
+        message: "What is in the knowledge base?",
+        enableRag: true,
+        enableReranker: true,
+      },
+      ChatResponseSchema,
+      { timeout: 30_000 },
+    );
+    if (!answer.success) throw new Error(`Chat failed: ${answer.error}`);
+    log(`chat answer: ${answer.response} (used_rag=${answer.usedRag})`);
+    const audio = await request(
+      nc,
+      "ai.voice.tts.request.smoke",
+      TTSRequestSchema,
+      { text: "Hello from the stack" },
+      TTSFullResponseSchema,
+      { timeout: 30_000 },
+    );
+    if (audio.audio.length === 0) throw new Error("TTS answered without audio");
+    log(`tts audio: ${audio.audio.length} bytes at ${audio.sampleRate} Hz`);
+  } finally {
+    await nc.close();
+  }
+}
+
+let failed = false;
+try {
+  await waitReady();
+  if (smoke) {
+    await smokeTest();
+  } else {
+    log(`try: nats req ai.chat.request ... (protobuf); Ctrl-C stops the stack`);
+    await new Promise<void>((resolve) => {
+      const stop = () => {
+        Deno.removeSignalListener("SIGINT", stop);
+        Deno.removeSignalListener("SIGTERM", stop);
+        resolve();
+      };
+      Deno.addSignalListener("SIGINT", stop);
+      Deno.addSignalListener("SIGTERM", stop);
+    });
+  }
+} catch (error) {
+  failed = true;
+  log(`${error instanceof Error ? error.message : error}`);
+} finally {
+  if (await stopAll() > 0) failed = true;
+  log("stopped");
+}
+if (failed) Deno.exit(1);
