@@ -7,7 +7,10 @@
  * measures. Rounds alternate between the two so drift on a shared machine
  * hits both alike.
  *
- * Run: `deno run -A bench/handler_bench.ts [--seconds=2] [--rounds=3]`
+ * Run: `deno run -A bench/handler_bench.ts [--seconds=2] [--rounds=3] [--raw-msg-type]`
+ *
+ * `--raw-msg-type` makes the raw responder send the `Msg-Type` header that the
+ * contract requires of every message, to see how much of the gap is that header.
  *
  * @module
  */
@@ -15,7 +18,7 @@ import type { NatsConnection } from "@nats-io/nats-core";
 import { createService, defineEndpoint } from "../handler_base/handler.ts";
 import { createLogger } from "../handler_base/log.ts";
 import { encode, TTSRequestSchema, TTSStatusSchema } from "../handler_base/messages.ts";
-import { connectNats } from "../handler_base/natsutil.ts";
+import { connectNats, messageHeaders } from "../handler_base/natsutil.ts";
 import { startNatsServer } from "../handler_base/testing/nats_server.ts";
 
 const args = Object.fromEntries(
@@ -23,6 +26,7 @@ const args = Object.fromEntries(
 );
 const seconds = Number(args.seconds ?? 2);
 const rounds = Number(args.rounds ?? 3);
+const rawMsgType = "raw-msg-type" in args;
 const payload = encode(TTSRequestSchema, { text: "How fast is the handler layer?", speaker: "x" });
 
 /** Runs `inFlight` request loops against `subject` for the given time; returns requests/s. */
@@ -42,11 +46,11 @@ async function load(nc: NatsConnection, subject: string, inFlight: number): Prom
 async function serve(url: string): Promise<void> {
   const serviceConn = await connectNats({ servers: url, name: "bench-service" });
   const rawConn = await connectNats({ servers: url, name: "bench-raw" });
-  const h = (await import("@nats-io/nats-core")).headers();
-  h.set("Msg-Type", "x.y");
+  const rawHeaders = rawMsgType ? messageHeaders(TTSStatusSchema.typeName) : undefined;
   rawConn.subscribe("bench.raw", {
-    callback: (_err, msg) =>
-      msg.respond(msg.data, Deno.env.get("HDR") ? { headers: h } : undefined),
+    callback: (_err, msg) => {
+      msg.respond(msg.data, rawHeaders ? { headers: rawHeaders } : undefined);
+    },
   });
   const service = createService(serviceConn, {
     name: "bench",
@@ -74,7 +78,13 @@ if (args.serve) {
 
 await using server = await startNatsServer({ jetstream: false });
 const responders = new Deno.Command(Deno.execPath(), {
-  args: ["run", "-A", new URL(import.meta.url).pathname, `--serve=${server.url}`],
+  args: [
+    "run",
+    "-A",
+    new URL(import.meta.url).pathname,
+    `--serve=${server.url}`,
+    ...(rawMsgType ? ["--raw-msg-type"] : []),
+  ],
   stdout: "piped",
   stderr: "inherit",
 }).spawn();
