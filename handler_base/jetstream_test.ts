@@ -30,6 +30,7 @@ import {
 import { connectNats, type Msg, type NatsConnection, request } from "./natsutil.ts";
 import { runService } from "./run.ts";
 import { type NatsServer, startNatsServer } from "./testing/nats_server.ts";
+import { startServiceProcess } from "./testing/service_process.ts";
 import { permissions as jobsPermissions } from "./testdata/jetstream_service.ts";
 
 const quiet: Logger = createLogger({ service: "test", level: "error", write: () => {} });
@@ -678,48 +679,12 @@ Deno.test("createService() refuses two JetStream endpoints on one durable consum
 const JOBS_SERVICE = new URL("./testdata/jetstream_service.ts", import.meta.url).pathname;
 
 /** Starts the jobs service as a subprocess with exactly its declared permissions. */
-async function startJobs(server: NatsServer, env: Record<string, string> = {}) {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--no-prompt", ...jobsPermissions(`127.0.0.1:${server.port}`), JOBS_SERVICE],
-    clearEnv: true,
-    env: {
-      PATH: Deno.env.get("PATH") ?? "",
-      HOME: Deno.env.get("HOME") ?? "",
-      ...(Deno.env.get("DENO_DIR") ? { DENO_DIR: Deno.env.get("DENO_DIR")! } : {}),
-      NATS_URL: server.url,
-      HEALTH_PORT: "0",
-      LOG_LEVEL: "error",
-      CONSUME_MODE: "jetstream",
-      JETSTREAM_ACK_WAIT_MS: "1s",
-      ...env,
-    },
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const stderr = new Response(child.stderr).text();
-  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let buffered = "";
-  let healthPort = 0;
-  while (!healthPort) {
-    const { value, done } = await lines.read();
-    if (done) {
-      throw new Error(`Jobs service exited with ${(await child.status).code}: ${await stderr}`);
-    }
-    buffered += value;
-    healthPort = Number(buffered.match(/HEALTH_PORT=(\d+)/)?.[1] ?? 0);
-  }
-  lines.cancel();
-  return { child, stderr, readiness: () => readiness(healthPort) };
-}
-
-/** The body of `GET /ready`, or undefined while nothing listens. */
-async function readiness(port: number): Promise<Record<string, unknown> | undefined> {
-  try {
-    const response = await fetch(`http://127.0.0.1:${port}/ready`);
-    return await response.json();
-  } catch {
-    return undefined;
-  }
+function startJobs(server: NatsServer, env: Record<string, string> = {}) {
+  return startServiceProcess({
+    entry: JOBS_SERVICE,
+    flags: jobsPermissions(`127.0.0.1:${server.port}`),
+    env: { NATS_URL: server.url, CONSUME_MODE: "jetstream", JETSTREAM_ACK_WAIT_MS: "1s", ...env },
+  });
 }
 
 Deno.test("kill -9 of the service in the middle of 500 messages: a restart handles every one", async () => {
@@ -733,25 +698,22 @@ Deno.test("kill -9 of the service in the middle of 500 messages: a restart handl
 
   const first = await startJobs(t.server, { JOB_DELAY_MS: "20" });
   await handled.until(() => handled.counts.size >= 100);
-  first.child.kill("SIGKILL");
-  await first.child.status;
-  await first.stderr;
+  await first.stop("SIGKILL");
   const handledAtKill = handled.counts.size;
   assert.ok(handledAtKill < 500, `killed after ${handledAtKill} of 500`);
 
   const second = await startJobs(t.server);
-  await eventually(async () => (await second.readiness())?.status === "ready");
+  await eventually(async () => (await second.readiness())?.body.status === "ready");
   await handled.until(() => handled.counts.size === 500, 30_000);
   await nothingPending(t.jsm);
-  second.child.kill("SIGTERM");
-  assert.equal((await second.child.status).code, 0, await second.stderr);
+  assert.equal((await second.stop()).code, 0, second.lines.join("\n"));
   outputs.unsubscribe();
 });
 
 Deno.test("runService() reports the JetStream consumer on /ready and its counters over $SRV.STATS", async () => {
   await using t = await setup();
   const jobs = await startJobs(t.server);
-  await eventually(async () => (await jobs.readiness())?.status === "ready");
+  await eventually(async () => (await jobs.readiness())?.body.status === "ready");
   await publishJobs(t.client, ids(20));
   await nothingPending(t.jsm);
   const reply = await t.client.request("$SRV.STATS.jobs", "", { timeout: 5000 });
@@ -762,13 +724,12 @@ Deno.test("runService() reports the JetStream consumer on /ready and its counter
   await t.jsm.consumers.delete("TEST_JOBS", "jobs");
   // Deleted under a waiting pull: /ready fails until the consumer is back.
   await eventually(async () => {
-    const body = await jobs.readiness();
+    const body = (await jobs.readiness())?.body;
     return body?.status === "not ready" &&
       /TEST_JOBS\/jobs recovering/.test(JSON.stringify(body.failing));
   });
-  await eventually(async () => (await jobs.readiness())?.status === "ready");
-  jobs.child.kill("SIGTERM");
-  assert.equal((await jobs.child.status).code, 0, await jobs.stderr);
+  await eventually(async () => (await jobs.readiness())?.body.status === "ready");
+  assert.equal((await jobs.stop()).code, 0, jobs.lines.join("\n"));
 });
 
 Deno.test("runService() with ensureStreams creates the platform streams before it consumes", async () => {

@@ -4,74 +4,24 @@ import { connectNats, request } from "./natsutil.ts";
 import { type NatsServer, startNatsServer } from "./testing/nats_server.ts";
 import { headers as natsHeaders } from "@nats-io/nats-core";
 import { startOtlpReceiver } from "./testing/otlp_receiver.ts";
+import { startServiceProcess } from "./testing/service_process.ts";
 import { permissions } from "./testdata/echo_service.ts";
 
 const ECHO_SERVICE = new URL("./testdata/echo_service.ts", import.meta.url).pathname;
 
 /** Starts the echo service as a subprocess with exactly its declared permissions. */
-async function startEcho(server: NatsServer, env: Record<string, string> = {}) {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--no-prompt",
-      ...permissions(`127.0.0.1:${server.port}`),
-      ECHO_SERVICE,
-    ],
-    clearEnv: true,
-    env: {
-      PATH: Deno.env.get("PATH") ?? "",
-      HOME: Deno.env.get("HOME") ?? "",
-      ...(Deno.env.get("DENO_DIR") ? { DENO_DIR: Deno.env.get("DENO_DIR")! } : {}),
-      NATS_URL: server.url,
-      HEALTH_PORT: "0",
-      LOG_LEVEL: "warn",
-      ...env,
-    },
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const stderr = new Response(child.stderr).text();
-  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let buffered = "";
-  let healthPort = 0;
-  while (!healthPort) {
-    const { value, done } = await lines.read();
-    if (done) {
-      lines.releaseLock();
-      const status = await child.status;
-      throw new Error(`Echo service exited with ${status.code}: ${await stderr}`);
-    }
-    buffered += value;
-    const match = buffered.match(/HEALTH_PORT=(\d+)/);
-    if (match) healthPort = Number(match[1]);
-  }
-  lines.cancel();
-  const ready = () => fetch(`http://127.0.0.1:${healthPort}/ready`);
-  return { child, healthPort, stderr, ready };
-}
-
-async function readyStatus(ready: () => Promise<Response>): Promise<number> {
-  try {
-    const response = await ready();
-    await response.body?.cancel();
-    return response.status;
-  } catch {
-    return 0; // Not listening (any more).
-  }
-}
-
-async function waitForReady(ready: () => Promise<Response>, status: number): Promise<void> {
-  for (let i = 0; i < 500; i++) {
-    if (await readyStatus(ready) === status) return;
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-  throw new Error(`/ready never answered ${status}`);
+function startEcho(server: NatsServer, env: Record<string, string> = {}) {
+  return startServiceProcess({
+    entry: ECHO_SERVICE,
+    flags: permissions(`127.0.0.1:${server.port}`),
+    env: { NATS_URL: server.url, ...env },
+  });
 }
 
 Deno.test("SIGTERM with 50 requests in flight: all answered, /ready 503 first, exit 0", async () => {
   await using server = await startNatsServer({ jetstream: false });
   const echo = await startEcho(server, { ECHO_DELAY_MS: "700", SHUTDOWN_GRACE_MS: "20s" });
-  await waitForReady(echo.ready, 200);
+  await echo.waitForReadiness(200);
   const client = await connectNats({ servers: server.url, name: "client" });
   const replies = Promise.all(
     Array.from(
@@ -86,18 +36,18 @@ Deno.test("SIGTERM with 50 requests in flight: all answered, /ready 503 first, e
   // Let the service receive all 50 before the signal (each takes 700 ms to answer).
   await new Promise((resolve) => setTimeout(resolve, 200));
   echo.child.kill("SIGTERM");
-  await waitForReady(echo.ready, 503);
+  await echo.waitForReadiness(503);
   const answered = await replies;
   assert.deepEqual(answered.map((r) => r.message), Array.from({ length: 50 }, (_, i) => `r${i}`));
-  const status = await echo.child.status;
-  assert.equal(status.code, 0, await echo.stderr);
+  const status = await echo.status;
+  assert.equal(status.code, 0, echo.lines.join("\n"));
   await client.close();
 });
 
 Deno.test("the broker is killed and restarted: /ready goes 503 then 200, requests work again", async () => {
   await using server = await startNatsServer({ jetstream: false });
   const echo = await startEcho(server);
-  await waitForReady(echo.ready, 200);
+  await echo.waitForReadiness(200);
   const client = await connectNats({
     servers: server.url,
     name: "client",
@@ -108,13 +58,13 @@ Deno.test("the broker is killed and restarted: /ready goes 503 then 200, request
   assert.equal((await ask("before")).message, "before");
 
   await server.kill();
-  await waitForReady(echo.ready, 503);
-  const body = await (await echo.ready()).json();
-  assert.equal(body.status, "not ready");
-  assert.ok("nats" in body.failing, JSON.stringify(body));
+  await echo.waitForReadiness(503);
+  const body = (await echo.readiness())?.body;
+  assert.equal(body?.status, "not ready");
+  assert.ok("nats" in (body?.failing as object), JSON.stringify(body));
 
   await server.restart();
-  await waitForReady(echo.ready, 200);
+  await echo.waitForReadiness(200);
   let reply;
   for (let attempt = 0; !reply && attempt < 100; attempt++) {
     reply = await ask("after").catch(() => undefined);
@@ -122,8 +72,7 @@ Deno.test("the broker is killed and restarted: /ready goes 503 then 200, request
   }
   assert.equal(reply?.message, "after");
 
-  echo.child.kill("SIGTERM");
-  assert.equal((await echo.child.status).code, 0, await echo.stderr);
+  assert.equal((await echo.stop()).code, 0, echo.lines.join("\n"));
   await client.close();
 });
 
@@ -157,8 +106,8 @@ Deno.test("a trace crosses two services over NATS: one trace id, parent and chil
     ECHO_SUBJECT: "test.a",
     ECHO_FORWARD_SUBJECT: "test.b",
   });
-  await waitForReady(downstream.ready, 200);
-  await waitForReady(upstream.ready, 200);
+  await downstream.waitForReadiness(200);
+  await upstream.waitForReadiness(200);
   const client = await connectNats({ servers: server.url, name: "client" });
   const traceId = "4bf92f3577b34da6a3ce929d0e0e4736";
   const callerSpanId = "00f067aa0ba902b7";
@@ -187,7 +136,6 @@ Deno.test("a trace crosses two services over NATS: one trace id, parent and chil
 
   await client.close();
   for (const service of [upstream, downstream]) {
-    service.child.kill("SIGTERM");
-    assert.equal((await service.child.status).code, 0, await service.stderr);
+    assert.equal((await service.stop()).code, 0, service.lines.join("\n"));
   }
 });

@@ -19,6 +19,7 @@ import {
   startFakeReranker,
   startFakeXtts,
   startNatsServer,
+  startServiceProcess,
 } from "@homelab/handler-base/testing";
 
 const ROOT = new URL("../", import.meta.url).pathname;
@@ -52,43 +53,14 @@ function collect(nc: NatsConnection, subject: string) {
   };
 }
 
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr;
-  listener.close();
-  return port;
-}
-
-/**
- * Runs the real entry file with nothing but its permission set, and
- * resolves once it logs that it serves.
- */
-async function startChatHandler(server: NatsServer, env: Record<string, string>) {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--no-prompt", "-P=chat-handler", "services/chat.ts"],
+/** Runs the real entry file with nothing but its permission set, until it serves. */
+function startChatHandler(server: NatsServer, env: Record<string, string>) {
+  return startServiceProcess({
+    entry: "services/chat.ts",
+    flags: ["-P=chat-handler"],
     cwd: ROOT,
-    clearEnv: true,
-    env: {
-      PATH: Deno.env.get("PATH") ?? "",
-      HOME: Deno.env.get("HOME") ?? "",
-      ...(Deno.env.get("DENO_DIR") ? { DENO_DIR: Deno.env.get("DENO_DIR")! } : {}),
-      NATS_URL: server.url,
-      ...env,
-    },
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  let stderr = "";
-  const serving = Promise.withResolvers<void>();
-  const read = (async () => {
-    for await (const text of child.stderr.pipeThrough(new TextDecoderStream())) {
-      stderr += text;
-      if (stderr.includes('"msg":"Serving"')) serving.resolve();
-    }
-    serving.reject(new Error(`chat-handler exited before serving: ${stderr}`));
-  })();
-  await serving.promise;
-  return { child, stderr: () => stderr, read };
+    env: { NATS_URL: server.url, ...env },
+  });
 }
 
 Deno.test("services/chat.ts runs with exactly -P=chat-handler and answers a full chat", async () => {
@@ -98,10 +70,7 @@ Deno.test("services/chat.ts runs with exactly -P=chat-handler and answers a full
   await using milvus = startFakeMilvus();
   await using reranker = startFakeReranker();
   await using xtts = startFakeXtts();
-  const healthPort = freePort();
   const service = await startChatHandler(server, {
-    HEALTH_PORT: String(healthPort),
-    LOG_LEVEL: "info",
     VLLM_URL: llm.url,
     LLM_PREMIUM_MODEL: "premium-model",
     EMBEDDINGS_URL: embeddings.url,
@@ -113,8 +82,8 @@ Deno.test("services/chat.ts runs with exactly -P=chat-handler and answers a full
   });
   const client = await connectNats({ servers: server.url, name: "client" });
   try {
-    const ready = await fetch(`http://127.0.0.1:${healthPort}/ready`);
-    assert.equal(ready.status, 200, await ready.text());
+    const ready = await service.readiness();
+    assert.equal(ready?.status, 200, JSON.stringify(ready?.body));
 
     const chunks: ChatStreamChunk[] = [];
     client.subscribe("ai.chat.response.stream.p1", {
@@ -158,12 +127,11 @@ Deno.test("services/chat.ts runs with exactly -P=chat-handler and answers a full
     );
   } finally {
     await client.close();
-    service.child.kill("SIGTERM");
-    const status = await service.child.status;
-    await service.read.catch(() => {});
-    assert.equal(status.code, 0, service.stderr());
+    const status = await service.stop();
+    assert.equal(status.code, 0, service.lines.join("\n"));
   }
-  assert.ok(!service.stderr().includes("NotCapable"), service.stderr());
+  const log = service.lines.join("\n");
+  assert.ok(!log.includes("NotCapable"), log);
 });
 
 Deno.test("services/chat.ts exits 78 naming every bad variable", async () => {
@@ -209,8 +177,6 @@ Deno.test("services/chat.ts with CONSUME_MODE=jetstream answers what COMPANIONS_
     await client.flush();
 
     service = await startChatHandler(server, {
-      HEALTH_PORT: "0",
-      LOG_LEVEL: "info",
       VLLM_URL: llm.url,
       CONSUME_MODE: "jetstream",
       ENSURE_STREAMS: "true",
@@ -248,16 +214,15 @@ Deno.test("services/chat.ts with CONSUME_MODE=jetstream answers what COMPANIONS_
       { timeout: 20_000 },
     );
     assert.equal(decode(ChatResponseSchema, reply.data).response, "From the stream.");
-    assert.ok(service.stderr().includes("jetstream_endpoints"), service.stderr());
+    const log = service.lines.join("\n");
+    assert.ok(log.includes("jetstream_endpoints"), log);
   } finally {
     responses.close();
     greetings.close();
     await client.close();
     if (service) {
-      service.child.kill("SIGTERM");
-      const status = await service.child.status;
-      await service.read.catch(() => {});
-      assert.equal(status.code, 0, service.stderr());
+      const status = await service.stop();
+      assert.equal(status.code, 0, service.lines.join("\n"));
     }
   }
 });

@@ -2,8 +2,7 @@
  * A minimal service for the process-level tests of `run.ts`: it answers
  * `TTSRequest` on `ECHO_SUBJECT` with `TTSStatus{message: text}` after
  * `ECHO_DELAY_MS`, first asking `ECHO_FORWARD_SUBJECT` the same when that is
- * set (two of them make a chain for trace tests), and prints
- * `HEALTH_PORT=<port>` once its health server listens. Run with exactly
+ * set (two of them make a chain for trace tests). Run with exactly
  * {@linkcode permissions}.
  *
  * @module
@@ -73,6 +72,5 @@ if (import.meta.main) {
     healthPort: config.healthPort,
     shutdownGraceMs: config.shutdownGraceMs,
     logger,
-    onListen: (port) => console.log(`HEALTH_PORT=${port}`),
   });
 }

@@ -2,8 +2,8 @@
  * A service for the process-level JetStream tests: it takes `TTSRequest` jobs
  * on `test.jobs.>` (stored by the stream `TEST_JOBS`), waits `JOB_DELAY_MS`,
  * publishes the job id as `TTSStatus{sessionId}` on `test.handled` (an output,
- * flushed before the ack), and prints `HEALTH_PORT=<port>` once its health
- * server listens. `CONSUME_MODE` and its family come from `consumeConfigSpec`.
+ * flushed before the ack). `CONSUME_MODE` and its family come from
+ * `consumeConfigSpec`.
  * Run with exactly {@linkcode permissions}.
  *
  * @module
@@ -72,6 +72,5 @@ if (import.meta.main) {
     shutdownGraceMs: config.shutdownGraceMs,
     logger,
     ...consumeSettingsFromConfig(config),
-    onListen: (port) => console.log(`HEALTH_PORT=${port}`),
   });
 }

@@ -1,8 +1,9 @@
 /**
  * Test helpers for services built on handler-base, for users too: a real
  * `nats-server` on a free port (kill and restart it), in-process fake ML
- * backends that speak the exact HTTP shapes of the contract, and an OTLP
- * receiver that collects the spans and metrics a subprocess exports.
+ * backends that speak the exact HTTP shapes of the contract, an OTLP
+ * receiver that collects the spans and metrics a subprocess exports, and a
+ * runner for a service's entry file as a subprocess with exact permissions.
  *
  * Requires `--allow-run=nats-server`, `--allow-net=127.0.0.1`, and
  * `--allow-read`/`--allow-write` for the temporary store.
@@ -22,3 +23,4 @@
 export * from "./fake_backends.ts";
 export * from "./nats_server.ts";
 export * from "./otlp_receiver.ts";
+export * from "./service_process.ts";

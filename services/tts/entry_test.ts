@@ -9,63 +9,29 @@ import {
   TTSVoiceListResponseSchema,
 } from "@homelab/handler-base/messages";
 import { connectNats, request } from "@homelab/handler-base/natsutil";
-import { type NatsServer, startFakeXtts, startNatsServer } from "@homelab/handler-base/testing";
+import {
+  type NatsServer,
+  startFakeXtts,
+  startNatsServer,
+  startServiceProcess,
+} from "@homelab/handler-base/testing";
 import { collect, concat, testWav, writeVoice } from "./test_helpers.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const ENTRY = new URL("../tts.ts", import.meta.url).pathname;
 
-/**
- * Runs services/tts.ts with the `tts-module` permission set plus `extraFlags`,
- * and resolves once it logs that it is serving.
- */
-async function startTtsModule(
+/** Runs services/tts.ts with the `tts-module` permission set plus `extraFlags`, until it serves. */
+function startTtsModule(
   server: NatsServer,
   env: Record<string, string>,
   extraFlags: string[] = [],
 ) {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--no-prompt", "-P=tts-module", ...extraFlags, ENTRY],
+  return startServiceProcess({
+    entry: ENTRY,
+    flags: ["-P=tts-module", ...extraFlags],
     cwd: ROOT,
-    clearEnv: true,
-    env: {
-      PATH: Deno.env.get("PATH") ?? "",
-      HOME: Deno.env.get("HOME") ?? "",
-      ...(Deno.env.get("DENO_DIR") ? { DENO_DIR: Deno.env.get("DENO_DIR")! } : {}),
-      NATS_URL: server.url,
-      HEALTH_PORT: "0",
-      ...env,
-    },
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  const lines: string[] = [];
-  const serving = Promise.withResolvers<void>();
-  const reading = (async () => {
-    let buffered = "";
-    for await (const text of child.stderr.pipeThrough(new TextDecoderStream())) {
-      buffered += text;
-      const parts = buffered.split("\n");
-      buffered = parts.pop() ?? "";
-      for (const line of parts) {
-        lines.push(line);
-        if (line.includes('"msg":"Serving"')) serving.resolve();
-      }
-    }
-    serving.reject(new Error(`tts-module exited before serving:\n${lines.join("\n")}`));
-  })();
-  await serving.promise;
-  return {
-    child,
-    lines,
-    /** Sends SIGTERM and resolves with the exit code once stderr is drained. */
-    async stop(): Promise<number> {
-      child.kill("SIGTERM");
-      const { code } = await child.status;
-      await reading;
-      return code;
-    },
-  };
+    env: { NATS_URL: server.url, ...env },
+  });
 }
 
 Deno.test("services/tts.ts runs with -P=tts-module: voices, streamed and full synthesis, clean stop", async () => {
@@ -124,7 +90,7 @@ Deno.test("services/tts.ts runs with -P=tts-module: voices, streamed and full sy
     } finally {
       await client.close();
     }
-    assert.equal(await tts.stop(), 0, tts.lines.join("\n"));
+    assert.equal((await tts.stop()).code, 0, tts.lines.join("\n"));
     assert.ok(!tts.lines.some((l) => l.includes("NotCapable")), tts.lines.join("\n"));
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -161,7 +127,7 @@ Deno.test("services/tts.ts without read access to its voices directory logs it a
     } finally {
       await client.close();
     }
-    assert.equal(await tts.stop(), 0);
+    assert.equal((await tts.stop()).code, 0);
     assert.ok(
       tts.lines.some((l) => l.includes("Cannot scan the voices directory")),
       tts.lines.join("\n"),
@@ -216,7 +182,7 @@ Deno.test("services/tts.ts with CONSUME_MODE=jetstream handles a request stored 
     );
     assert.equal(list.defaultSpeaker, "default");
     for (const c of [statuses, full, chunks]) c.close();
-    assert.equal(await tts.stop(), 0, tts.lines.join("\n"));
+    assert.equal((await tts.stop()).code, 0, tts.lines.join("\n"));
     assert.ok(tts.lines.some((l) => l.includes("jetstream_endpoints")), tts.lines.join("\n"));
   } finally {
     await client.close();

@@ -1,0 +1,198 @@
+/**
+ * Runs a service's entry file as a real subprocess, with exactly the
+ * permission flags given and a clean environment, and waits until it serves:
+ * the way to test signals, permissions and process exit codes.
+ *
+ * The service must log at `info` or lower (the default here): its health
+ * server's "Health server listening" line gives the port, and the runtime's
+ * "Serving" line says that the endpoints are subscribed.
+ *
+ * Requires `--allow-run` for the Deno executable, `--allow-env` to pass
+ * `PATH`, `HOME` and `DENO_DIR` on, and `--allow-net=127.0.0.1` for probes.
+ *
+ * @example
+ * ```ts ignore
+ * import { startNatsServer, startServiceProcess } from "@homelab/handler-base/testing";
+ *
+ * await using nats = await startNatsServer();
+ * await using tts = await startServiceProcess({
+ *   entry: "services/tts.ts",
+ *   flags: ["-P=tts-module"],
+ *   env: { NATS_URL: nats.url },
+ * });
+ * await tts.waitForReadiness(200);
+ * console.log((await tts.stop()).code); // 0
+ * ```
+ *
+ * @module
+ */
+
+/** Options of {@linkcode startServiceProcess}. */
+export interface ServiceProcessOptions {
+  /** The entry file, relative to `cwd` or absolute. */
+  entry: string;
+  /** The permission flags (`["-P=tts-module"]`, or explicit `--allow-*` flags). */
+  flags: readonly string[];
+  /**
+   * Environment variables beside `PATH`, `HOME` and `DENO_DIR` (passed on)
+   * and `HEALTH_PORT=0` and `LOG_LEVEL=info` (defaults).
+   *
+   * @default {}
+   */
+  env?: Record<string, string>;
+  /** The working directory. @default the current one */
+  cwd?: string;
+  /** How long the service may take to serve. @default 30000 */
+  startTimeoutMs?: number;
+}
+
+/** The readiness the health server answered. */
+export interface Readiness {
+  /** The HTTP status of `GET /ready`. */
+  readonly status: number;
+  /** Its JSON body. */
+  readonly body: Record<string, unknown>;
+}
+
+/** A service running in a subprocess. */
+export interface ServiceProcess extends AsyncDisposable {
+  /** The process. */
+  readonly child: Deno.ChildProcess;
+  /** The port of its health server. */
+  readonly healthPort: number;
+  /** The lines it wrote to stderr so far (its JSON logs). */
+  readonly lines: readonly string[];
+  /** Resolves with its exit status. */
+  readonly status: Promise<Deno.CommandStatus>;
+  /** `GET /ready`, or undefined when nothing listens any more. */
+  readiness(): Promise<Readiness | undefined>;
+  /** Waits until `/ready` answers this status (0 for "not listening"). */
+  waitForReadiness(status: number, options?: { timeoutMs?: number }): Promise<void>;
+  /** Sends a signal (default SIGTERM) and waits for the exit. */
+  stop(signal?: Deno.Signal): Promise<Deno.CommandStatus>;
+}
+
+function passedOn(): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const name of ["PATH", "HOME", "DENO_DIR"]) {
+    const value = Deno.env.get(name);
+    if (value) env[name] = value;
+  }
+  return env;
+}
+
+/**
+ * Starts the entry file with `deno run --no-prompt <flags>` and waits until it
+ * serves.
+ *
+ * @param options Entry file, permission flags, environment.
+ * @returns The running service; dispose it to kill it.
+ * @throws {Error} When the process exits or times out before it serves, with its log lines.
+ *
+ * @example
+ * ```ts ignore
+ * import { startServiceProcess } from "@homelab/handler-base/testing";
+ *
+ * const service = await startServiceProcess({ entry: "services/chat.ts", flags: ["-P=chat-handler"] });
+ * await service.stop("SIGKILL");
+ * ```
+ */
+export async function startServiceProcess(
+  options: ServiceProcessOptions,
+): Promise<ServiceProcess> {
+  const { entry, flags, startTimeoutMs = 30_000 } = options;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--no-prompt", ...flags, entry],
+    ...(options.cwd ? { cwd: options.cwd } : {}),
+    clearEnv: true,
+    env: { ...passedOn(), HEALTH_PORT: "0", LOG_LEVEL: "info", ...options.env },
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const status = child.status;
+  const lines: string[] = [];
+  let healthPort = 0;
+  const serving = Promise.withResolvers<void>();
+  const timer = setTimeout(
+    () => serving.reject(new Error(`${entry} did not serve within ${startTimeoutMs} ms`)),
+    startTimeoutMs,
+  );
+  const reading = (async () => {
+    let buffered = "";
+    for await (const text of child.stderr.pipeThrough(new TextDecoderStream())) {
+      buffered += text;
+      const parts = buffered.split("\n");
+      buffered = parts.pop() ?? "";
+      for (const line of parts) {
+        lines.push(line);
+        const record = parseLogLine(line);
+        if (record?.msg === "Health server listening") healthPort = Number(record.port);
+        if (record?.msg === "Serving" && healthPort) serving.resolve();
+      }
+    }
+    const { code } = await status;
+    serving.reject(new Error(`${entry} exited with ${code} before serving:\n${lines.join("\n")}`));
+  })();
+  try {
+    await serving.promise;
+  } catch (error) {
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // Already exited.
+    }
+    await reading;
+    throw error;
+  } finally {
+    clearTimeout(timer);
+  }
+
+  async function readiness(): Promise<Readiness | undefined> {
+    try {
+      const response = await fetch(`http://127.0.0.1:${healthPort}/ready`);
+      return { status: response.status, body: await response.json() };
+    } catch {
+      return undefined;
+    }
+  }
+
+  async function stop(signal: Deno.Signal = "SIGTERM"): Promise<Deno.CommandStatus> {
+    try {
+      child.kill(signal);
+    } catch {
+      // Already exited.
+    }
+    const result = await status;
+    await reading;
+    return result;
+  }
+
+  return {
+    child,
+    healthPort,
+    lines,
+    status,
+    readiness,
+    async waitForReadiness(expected, { timeoutMs = 20_000 } = {}) {
+      const deadline = Date.now() + timeoutMs;
+      while (((await readiness())?.status ?? 0) !== expected) {
+        if (Date.now() > deadline) throw new Error(`/ready never answered ${expected}`);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    },
+    stop,
+    async [Symbol.asyncDispose]() {
+      await stop("SIGKILL");
+    },
+  };
+}
+
+function parseLogLine(line: string): Record<string, unknown> | undefined {
+  if (!line.startsWith("{")) return undefined;
+  try {
+    return JSON.parse(line);
+  } catch {
+    return undefined;
+  }
+}
