@@ -55,7 +55,7 @@ import {
   TimeoutError,
   toErrorResponse,
 } from "./errors.ts";
-import type { Logger } from "./log.ts";
+import type { LogFields, Logger } from "./log.ts";
 import {
   decode,
   type DescMessage,
@@ -112,8 +112,13 @@ export interface HandlerContext {
   readonly headers: MsgHdrs | undefined;
   /** Fires when the deadline passes or the service stops for good. */
   readonly signal: AbortSignal;
-  /** A logger with the subject and trace id on every line. */
+  /** A logger with the subject, the trace id and any {@linkcode HandlerContext.addLogFields} on every line. */
   readonly log: Logger;
+  /**
+   * Adds fields (a request or session id) to every later line of `log`,
+   * including the runtime's own line when the handler fails.
+   */
+  addLogFields(fields: LogFields): void;
   /** The span of this message; children started inside `handle` nest under it. */
   readonly span: Span;
   /** Which delivery of this message this is (1 in core mode). */
@@ -738,6 +743,7 @@ class MessageRun implements HandlerContext {
   #expired: unknown;
   #done = false;
   #log: Logger | undefined;
+  #logFields: LogFields | undefined;
   #tokens: readonly string[] | undefined;
   #resolve: (outcome: Outcome) => void = () => {};
 
@@ -785,7 +791,13 @@ class MessageRun implements HandlerContext {
       subject: this.subject,
       endpoint: this.#state.endpoint.name,
       ...(this.#runtime.telemetry.enabled ? { trace_id: this.span.spanContext().traceId } : {}),
+      ...this.#logFields,
     });
+  }
+
+  addLogFields(fields: LogFields): void {
+    this.#logFields = { ...this.#logFields, ...fields };
+    this.#log = undefined;
   }
 
   publish<Desc extends DescMessage>(

@@ -296,3 +296,49 @@ Deno.test("stop() aborts handlers that outlive the grace period", async () => {
   assert.ok(sawAbort);
   await assert.rejects(pending, (e: unknown) => e instanceof RemoteError && e.type === "Timeout");
 });
+
+Deno.test("ctx.addLogFields() puts a request id on the handler's lines and the runtime's failure line", async () => {
+  const server = await startNatsServer({ jetstream: false });
+  const lines: Array<Record<string, unknown>> = [];
+  const logger = createLogger({
+    service: "logging",
+    level: "info",
+    write: (line) => lines.push(JSON.parse(line)),
+  });
+  const serviceConn = await connectNats({ servers: server.url, name: "logging" });
+  const client = await connectNats({ servers: server.url, name: "client" });
+  const service = createService(serviceConn, {
+    name: "logging",
+    logger,
+    endpoints: [defineEndpoint({
+      subject: "test.log",
+      request: TTSRequestSchema,
+      response: TTSStatusSchema,
+      handle(req, ctx) {
+        ctx.addLogFields({ request_id: req.speaker });
+        ctx.log.info("Working");
+        throw new InvalidArgumentError("Cannot work: no reason");
+      },
+    })],
+  });
+  try {
+    await service.start();
+    await assert.rejects(
+      request(client, "test.log", TTSRequestSchema, { speaker: "r-77" }, TTSStatusSchema, {
+        timeout: 5000,
+      }),
+      RemoteError,
+    );
+    const working = lines.find((l) => l.msg === "Working");
+    const failure = lines.find((l) => l.msg === "Cannot handle message");
+    assert.equal(working?.request_id, "r-77");
+    assert.equal(working?.subject, "test.log");
+    assert.equal(failure?.request_id, "r-77");
+    assert.equal(failure?.error_type, "InvalidArgument");
+  } finally {
+    await service.stop();
+    await serviceConn.close();
+    await client.close();
+    await server[Symbol.asyncDispose]();
+  }
+});

@@ -350,6 +350,7 @@ export function createChatEndpoints(
 
   async function handleChat(req: ChatRequest, ctx: HandlerContext): Promise<ChatResponse> {
     const requestId = req.requestId || crypto.randomUUID();
+    ctx.addLogFields({ request_id: requestId, user_id: req.userId || userIdOf(ctx) });
     checkToken("chat", "request_id", requestId);
     if (req.responseSubject) checkSubject("response_subject", req.responseSubject);
     const userId = req.userId || userIdOf(ctx);
@@ -398,6 +399,7 @@ export function createChatEndpoints(
     ctx: HandlerContext,
   ): Promise<GreetingResponse> {
     const userId = req.userId || userIdOf(ctx);
+    ctx.addLogFields({ user_id: userId });
     checkToken("greet", "user_id", userId);
     const name = (req.nickname.trim() || req.username.trim()).slice(0, MAX_ID_CHARS);
     let greeting = "";

@@ -423,6 +423,7 @@ export function createTtsEndpoints(options: TtsEndpointsOptions): Endpoint[] {
     timeoutMs: options.timeoutMs ?? 300_000,
     async handle(request, ctx) {
       const sessionId = sessionIdOf(ctx.tokens);
+      ctx.addLogFields({ session_id: sessionId });
       const publishStatus = (status: string, message = "") =>
         ctx.publish(statusSubject(sessionId), TTSStatusSchema, {
           sessionId,
