@@ -35,7 +35,12 @@ import {
   StreamSetupError,
 } from "./jetstream.ts";
 import type { Logger } from "./log.ts";
-import { connectNats, type NatsConnectOptions, watchConnection } from "./natsutil.ts";
+import {
+  connectNats,
+  type NatsConnection,
+  type NatsConnectOptions,
+  watchConnection,
+} from "./natsutil.ts";
 import type { Telemetry } from "./telemetry.ts";
 
 /**
@@ -128,12 +133,8 @@ export async function runService(options: RunServiceOptions): Promise<void> {
   options.onListen?.(health.port);
   health.setCheck("nats", () => "not connected yet");
   try {
-    const connecting = connectNats({ ...options.nats, name, waitOnFirstConnect: true });
-    const nc = await untilSignal(connecting, signal);
-    if (!nc) {
-      connecting.then((late) => late.close(), () => {});
-      return;
-    }
+    const nc = await connectUntilSignal({ ...options.nats, name }, signal, logger);
+    if (!nc) return;
     const connection = watchConnection(nc, (state) => {
       const log = state === "connected" ? logger.info : logger.warn;
       log("NATS connection changed", { state });
@@ -181,17 +182,36 @@ export async function runService(options: RunServiceOptions): Promise<void> {
   }
 }
 
-/** Resolves with the promise's value, or undefined as soon as the signal fires. */
-async function untilSignal<T>(promise: Promise<T>, signal: AbortSignal): Promise<T | undefined> {
-  if (signal.aborted) return undefined;
-  let onAbort = () => {};
-  const aborted = new Promise<undefined>((resolve) => {
-    onAbort = () => resolve(undefined);
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
-  try {
-    return await Promise.race([promise, aborted]);
-  } finally {
-    signal.removeEventListener("abort", onAbort);
+/**
+ * Connects to NATS, trying again with backoff until it works or the signal
+ * fires. nats.js can wait for a first connection itself, but that wait cannot
+ * be cancelled: a pod stopped before its broker was reachable would hang until
+ * it is killed.
+ */
+async function connectUntilSignal(
+  options: NatsConnectOptions,
+  signal: AbortSignal,
+  logger: Logger,
+): Promise<NatsConnection | undefined> {
+  for (let attempt = 0; !signal.aborted; attempt++) {
+    try {
+      const nc = await connectNats({ ...options, waitOnFirstConnect: false });
+      if (!signal.aborted) return nc;
+      await nc.close();
+      return undefined;
+    } catch (error) {
+      logger.warn("Cannot connect to NATS yet", { error, attempt: attempt + 1 });
+    }
+    const delayMs = Math.min(5000, 250 * 2 ** attempt) * (0.5 + Math.random() / 2);
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(done, delayMs);
+      signal.addEventListener("abort", done, { once: true });
+      function done() {
+        clearTimeout(timer);
+        signal.removeEventListener("abort", done);
+        resolve();
+      }
+    });
   }
+  return undefined;
 }

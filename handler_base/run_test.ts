@@ -139,3 +139,38 @@ Deno.test("a trace crosses two services over NATS: one trace id, parent and chil
     assert.equal((await service.stop()).code, 0, service.lines.join("\n"));
   }
 });
+
+Deno.test("SIGTERM before NATS was ever reachable: the service exits 0 instead of hanging", async () => {
+  // A port that refuses connections: taken, then freed.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr;
+  listener.close();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--no-prompt", ...permissions(`127.0.0.1:${port}`), ECHO_SERVICE],
+    env: { NATS_URL: `nats://127.0.0.1:${port}`, HEALTH_PORT: "0", LOG_LEVEL: "info" },
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const lines: string[] = [];
+  let healthPort = 0;
+  const output = (async () => {
+    for await (const text of child.stderr.pipeThrough(new TextDecoderStream())) {
+      lines.push(...text.split("\n").filter(Boolean));
+    }
+  })();
+  for (let i = 0; i < 500 && !lines.some((l) => l.includes("Health server listening")); i++) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  healthPort = JSON.parse(lines.find((l) => l.includes("Health server listening"))!).port;
+  const ready = await fetch(`http://127.0.0.1:${healthPort}/ready`);
+  assert.equal(ready.status, 503);
+  assert.match(JSON.stringify(await ready.json()), /not connected yet/);
+  child.kill("SIGTERM");
+  // Without the fix the process never exits: fail the test instead of hanging the suite.
+  const guard = setTimeout(() => child.kill("SIGKILL"), 15_000);
+  const { code, signal } = await child.status;
+  clearTimeout(guard);
+  await output;
+  assert.equal(signal, null, "killed by the guard: the service did not stop on SIGTERM");
+  assert.equal(code, 0, lines.join("\n"));
+});
