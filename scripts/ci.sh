@@ -25,7 +25,8 @@ step "generated code is fresh" bash scripts/check_generated.sh
 step "deno publish --dry-run" bash -c "cd handler_base && deno publish --dry-run --allow-dirty"
 
 log=$(mktemp)
-deno test --allow-all --parallel 2>&1 | tee "$log"
+# A hung test must fail the run, not eat CI's time: the suite takes under a minute here.
+timeout --kill-after=30 1200 deno test --allow-all --parallel 2>&1 | tee "$log"
 test_status=${PIPESTATUS[0]}
 summary=$(sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -E '^(ok|FAILED) \| [0-9]+ passed' | tail -1)
 rm -f "$log"
@@ -34,7 +35,7 @@ if [[ $summary =~ ([0-9]+)\ passed.*\|\ ([0-9]+)\ failed ]]; then
   failed=$((failed + BASH_REMATCH[2]))
 fi
 if [[ $test_status -ne 0 && -z $summary ]]; then
-  echo "::: deno test did not finish" >&2
+  echo "::: deno test did not finish (exit $test_status; 124 is the 20-minute bound)" >&2
   failed=$((failed + 1))
 elif [[ $test_status -ne 0 && $failed -eq 0 ]]; then
   failed=1
