@@ -151,6 +151,46 @@ export async function connectNats(options: NatsConnectOptions): Promise<NatsConn
   });
 }
 
+/** The socket errors a NATS transport may leak after it has let go of its socket. */
+const LEAKED_SOCKET_ERRORS: ReadonlySet<string> = new Set(["ECONNRESET", "EPIPE"]);
+
+/**
+ * Contains the socket errors that `@nats-io/transport-node` can leak after it
+ * has removed its listeners from a socket (seen after a connection refused
+ * for bad credentials: the server resets the socket, and Node's stream raises
+ * `read ECONNRESET` with nobody listening, which would crash the process).
+ * The connection's own error handling has already seen the failure, so such
+ * an error is logged and kept from ending the process; any other uncaught
+ * error stays fatal. Process-wide while active: `runService` holds one for
+ * the life of the service; dispose it to remove it.
+ *
+ * @param onLeak Called with each contained error (to log it).
+ * @returns A handle that removes the guard when disposed.
+ *
+ * @example
+ * ```ts
+ * import { guardTransportErrors } from "@homelab/handler-base/natsutil";
+ *
+ * using _guard = guardTransportErrors((error) => console.warn(error.message));
+ * ```
+ */
+export function guardTransportErrors(onLeak: (error: Error) => void): Disposable {
+  const onError = (event: ErrorEvent) => {
+    const error = event.error as (Error & { code?: unknown; syscall?: unknown }) | undefined;
+    const leaked = error instanceof Error && typeof error.code === "string" &&
+      LEAKED_SOCKET_ERRORS.has(error.code) && typeof error.syscall === "string";
+    if (!leaked) return;
+    event.preventDefault();
+    onLeak(error);
+  };
+  globalThis.addEventListener("error", onError);
+  return {
+    [Symbol.dispose]() {
+      globalThis.removeEventListener("error", onError);
+    },
+  };
+}
+
 /** What {@linkcode watchConnection} reports. */
 export type ConnectionState = "connected" | "disconnected" | "closed";
 

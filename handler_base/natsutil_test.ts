@@ -11,6 +11,7 @@ import {
 import {
   connectNats,
   decodeMsg,
+  guardTransportErrors,
   messageHeaders,
   type Msg,
   NoRespondersError,
@@ -164,8 +165,10 @@ Deno.test("connectNats() authenticates with user and password, or a token", asyn
   });
   await good.flush();
   await good.close();
+  using _guard = guardTransportErrors(() => {});
   await assert.rejects(
     connectNats({ servers: withUser.url, name: "t", user: "svc", password: "wrong" }),
+    (e: unknown) => e instanceof Error && e.name === "AuthorizationError",
   );
 
   await using withToken = await startNatsServer({ jetstream: false, args: ["--auth", "tok"] });

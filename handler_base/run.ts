@@ -37,6 +37,7 @@ import {
 import type { Logger } from "./log.ts";
 import {
   connectNats,
+  guardTransportErrors,
   type NatsConnection,
   type NatsConnectOptions,
   watchConnection,
@@ -125,6 +126,9 @@ export interface RunServiceOptions extends ConsumeSettings {
 export async function runService(options: RunServiceOptions): Promise<void> {
   const { name, logger } = options;
   const signal = options.signal ?? terminationSignal();
+  using _transportGuard = guardTransportErrors((error) =>
+    logger.warn("Contained a socket error the NATS transport left unhandled", { error })
+  );
   const health = startHealthServer({
     port: options.healthPort,
     hostname: options.healthHostname ?? "0.0.0.0",

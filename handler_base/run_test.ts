@@ -140,37 +140,76 @@ Deno.test("a trace crosses two services over NATS: one trace id, parent and chil
   }
 });
 
-Deno.test("SIGTERM before NATS was ever reachable: the service exits 0 instead of hanging", async () => {
-  // A port that refuses connections: taken, then freed.
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr;
-  listener.close();
+/**
+ * Starts the echo service where it cannot serve (no broker, wrong password):
+ * `startServiceProcess` waits for "Serving", which never comes.
+ */
+function spawnUnservedEcho(natsUrl: string, env: Record<string, string> = {}) {
+  const { port } = new URL(natsUrl);
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "--no-prompt", ...permissions(`127.0.0.1:${port}`), ECHO_SERVICE],
-    env: { NATS_URL: `nats://127.0.0.1:${port}`, HEALTH_PORT: "0", LOG_LEVEL: "info" },
+    env: { NATS_URL: natsUrl, HEALTH_PORT: "0", LOG_LEVEL: "info", ...env },
     stdout: "null",
     stderr: "piped",
   }).spawn();
   const lines: string[] = [];
-  let healthPort = 0;
   const output = (async () => {
     for await (const text of child.stderr.pipeThrough(new TextDecoderStream())) {
       lines.push(...text.split("\n").filter(Boolean));
     }
   })();
-  for (let i = 0; i < 500 && !lines.some((l) => l.includes("Health server listening")); i++) {
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-  healthPort = JSON.parse(lines.find((l) => l.includes("Health server listening"))!).port;
-  const ready = await fetch(`http://127.0.0.1:${healthPort}/ready`);
+  return {
+    child,
+    lines,
+    /** Waits (bounded) until some line matches. */
+    async waitForLine(pattern: RegExp, count = 1): Promise<void> {
+      for (let i = 0; i < 1000; i++) {
+        if (lines.filter((l) => pattern.test(l)).length >= count) return;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      throw new Error(`No ${count} lines match ${pattern}:\n${lines.join("\n")}`);
+    },
+    healthPort: () => JSON.parse(lines.find((l) => l.includes("Health server listening"))!).port,
+    /** SIGTERM, with a guard that kills a process that does not stop (failing the test). */
+    async stop(): Promise<Deno.CommandStatus> {
+      child.kill("SIGTERM");
+      const guard = setTimeout(() => child.kill("SIGKILL"), 15_000);
+      const status = await child.status;
+      clearTimeout(guard);
+      await output;
+      return status;
+    },
+  };
+}
+
+Deno.test("SIGTERM before NATS was ever reachable: the service exits 0 instead of hanging", async () => {
+  // A port that refuses connections: taken, then freed.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr;
+  listener.close();
+  const echo = spawnUnservedEcho(`nats://127.0.0.1:${port}`);
+  await echo.waitForLine(/Health server listening/);
+  const ready = await fetch(`http://127.0.0.1:${echo.healthPort()}/ready`);
   assert.equal(ready.status, 503);
   assert.match(JSON.stringify(await ready.json()), /not connected yet/);
-  child.kill("SIGTERM");
-  // Without the fix the process never exits: fail the test instead of hanging the suite.
-  const guard = setTimeout(() => child.kill("SIGKILL"), 15_000);
-  const { code, signal } = await child.status;
-  clearTimeout(guard);
-  await output;
+  const { code, signal } = await echo.stop();
   assert.equal(signal, null, "killed by the guard: the service did not stop on SIGTERM");
-  assert.equal(code, 0, lines.join("\n"));
+  assert.equal(code, 0, echo.lines.join("\n"));
+});
+
+Deno.test("wrong NATS credentials: the service logs, retries and stays up instead of crashing", async () => {
+  await using server = await startNatsServer({
+    jetstream: false,
+    args: ["--user", "svc", "--pass", "right"],
+  });
+  const echo = spawnUnservedEcho(server.url, { NATS_USER: "svc", NATS_PASSWORD: "wrong" });
+  // Each refused attempt may leave a socket reset behind in the transport.
+  await echo.waitForLine(/Cannot connect to NATS yet.*Authorization Violation/, 5);
+  const ready = await fetch(`http://127.0.0.1:${echo.healthPort()}/ready`);
+  assert.equal(ready.status, 503);
+  await ready.body?.cancel();
+  assert.ok(!echo.lines.some((l) => l.includes("wrong")), "the password is never logged");
+  const { code, signal } = await echo.stop();
+  assert.equal(signal, null, "killed by the guard");
+  assert.equal(code, 0, echo.lines.join("\n"));
 });
