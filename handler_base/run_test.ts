@@ -4,7 +4,7 @@ import { connectNats, request } from "./natsutil.ts";
 import { type NatsServer, startNatsServer } from "./testing/nats_server.ts";
 import { headers as natsHeaders } from "@nats-io/nats-core";
 import { startOtlpReceiver } from "./testing/otlp_receiver.ts";
-import { startServiceProcess } from "./testing/service_process.ts";
+import { runEntryToExit, startServiceProcess } from "./testing/service_process.ts";
 import { permissions } from "./testdata/echo_service.ts";
 
 const ECHO_SERVICE = new URL("./testdata/echo_service.ts", import.meta.url).pathname;
@@ -78,14 +78,11 @@ Deno.test("the broker is killed and restarted: /ready goes 503 then 200, request
 
 Deno.test("a service reports every bad variable at once and exits", async () => {
   await using server = await startNatsServer({ jetstream: false });
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--no-prompt", ...permissions(`127.0.0.1:${server.port}`), ECHO_SERVICE],
+  const { code, stderr: message } = await runEntryToExit({
+    entry: ECHO_SERVICE,
+    flags: permissions(`127.0.0.1:${server.port}`),
     env: { HEALTH_PORT: "http", SHUTDOWN_GRACE_MS: "soon", NATS_URL: "not a url" },
-    stdout: "null",
-    stderr: "piped",
   });
-  const { code, stderr } = await child.output();
-  const message = new TextDecoder().decode(stderr);
   assert.equal(code, 78);
   for (const name of ["HEALTH_PORT", "SHUTDOWN_GRACE_MS", "NATS_URL"]) {
     assert.match(message, new RegExp(name), `names ${name}: ${message}`);

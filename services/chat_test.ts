@@ -13,6 +13,7 @@ import { ensureStreams } from "@homelab/handler-base/jetstream";
 import { connectNats, type Msg, type NatsConnection } from "@homelab/handler-base/natsutil";
 import {
   type NatsServer,
+  runEntryToExit,
   startFakeEmbeddings,
   startFakeLlm,
   startFakeMilvus,
@@ -135,21 +136,12 @@ Deno.test("services/chat.ts runs with exactly -P=chat-handler and answers a full
 });
 
 Deno.test("services/chat.ts exits 78 naming every bad variable", async () => {
-  const { code, stderr } = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--no-prompt", "-P=chat-handler", "services/chat.ts"],
+  const { code, stderr: message } = await runEntryToExit({
+    entry: "services/chat.ts",
+    flags: ["-P=chat-handler"],
     cwd: ROOT,
-    clearEnv: true,
-    env: {
-      PATH: Deno.env.get("PATH") ?? "",
-      HOME: Deno.env.get("HOME") ?? "",
-      ...(Deno.env.get("DENO_DIR") ? { DENO_DIR: Deno.env.get("DENO_DIR")! } : {}),
-      VLLM_URL: "not a url",
-      CHAT_MAX_QUERY_CHARS: "0",
-    },
-    stdout: "null",
-    stderr: "piped",
-  }).output();
-  const message = new TextDecoder().decode(stderr);
+    env: { VLLM_URL: "not a url", CHAT_MAX_QUERY_CHARS: "0" },
+  });
   assert.equal(code, 78, message);
   assert.match(message, /VLLM_URL/);
   assert.match(message, /CHAT_MAX_QUERY_CHARS/);

@@ -188,6 +188,49 @@ export async function startServiceProcess(
   };
 }
 
+/** What {@linkcode runEntryToExit} saw. */
+export interface EntryExit {
+  /** The exit code. */
+  readonly code: number;
+  /** Everything written to stderr. */
+  readonly stderr: string;
+}
+
+/**
+ * Runs an entry file that is expected to exit by itself (a configuration
+ * error, a one-shot script), with exactly the given permission flags and a
+ * clean environment, and collects its exit code and stderr.
+ *
+ * @param options Entry file, permission flags, environment (no defaults added but `PATH`, `HOME`, `DENO_DIR`).
+ * @returns The exit code and stderr.
+ *
+ * @example
+ * ```ts ignore
+ * import { runEntryToExit } from "@homelab/handler-base/testing";
+ *
+ * const { code, stderr } = await runEntryToExit({
+ *   entry: "services/tts.ts",
+ *   flags: ["-P=tts-module"],
+ *   env: { TTS_MAX_CHARS: "lots" },
+ * });
+ * console.log(code, stderr.includes("TTS_MAX_CHARS")); // 78 true
+ * ```
+ */
+export async function runEntryToExit(
+  options: Omit<ServiceProcessOptions, "startTimeoutMs">,
+): Promise<EntryExit> {
+  const { code, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--no-prompt", ...options.flags, options.entry],
+    ...(options.cwd ? { cwd: options.cwd } : {}),
+    clearEnv: true,
+    env: { ...passedOn(), ...options.env },
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  return { code, stderr: new TextDecoder().decode(stderr) };
+}
+
 function parseLogLine(line: string): Record<string, unknown> | undefined {
   if (!line.startsWith("{")) return undefined;
   try {

@@ -11,6 +11,7 @@ import {
 import { connectNats, request } from "@homelab/handler-base/natsutil";
 import {
   type NatsServer,
+  runEntryToExit,
   startFakeXtts,
   startNatsServer,
   startServiceProcess,
@@ -190,21 +191,12 @@ Deno.test("services/tts.ts with CONSUME_MODE=jetstream handles a request stored 
 });
 
 Deno.test("services/tts.ts exits 78 naming every bad variable", async () => {
-  const { code, stderr } = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--no-prompt", "-P=tts-module", ENTRY],
+  const { code, stderr: message } = await runEntryToExit({
+    entry: ENTRY,
+    flags: ["-P=tts-module"],
     cwd: ROOT,
-    clearEnv: true,
-    env: {
-      PATH: Deno.env.get("PATH") ?? "",
-      HOME: Deno.env.get("HOME") ?? "",
-      ...(Deno.env.get("DENO_DIR") ? { DENO_DIR: Deno.env.get("DENO_DIR")! } : {}),
-      TTS_MAX_CHARS: "lots",
-      TTS_API: "coqui",
-    },
-    stdout: "null",
-    stderr: "piped",
-  }).output();
-  const message = new TextDecoder().decode(stderr);
+    env: { TTS_MAX_CHARS: "lots", TTS_API: "coqui" },
+  });
   assert.equal(code, 78, message);
   assert.match(
     message,
