@@ -1,23 +1,22 @@
 /**
  * Requests per second through a handler-base endpoint (decode, handle, encode,
- * span, metrics, error boundary) against a raw nats.js responder that echoes
- * the bytes, at 1 and 64 requests in flight, measured in one run against one
+ * span, metrics, error boundary) against two raw nats.js responders: one that
+ * echoes the bytes, and one that does the same protobuf work as the endpoint
+ * (decode the request, encode the reply, set `Msg-Type`) in its subscription
+ * callback. At 1 and 64 requests in flight, measured in one run against one
  * local nats-server. Both responders run in one subprocess and the load in
  * this one, so the load generator does not share a thread with what it
  * measures. Rounds alternate between the two so drift on a shared machine
  * hits both alike.
  *
- * Run: `deno run -A bench/handler_bench.ts [--seconds=2] [--rounds=3] [--raw-msg-type]`
- *
- * `--raw-msg-type` makes the raw responder send the `Msg-Type` header that the
- * contract requires of every message, to see how much of the gap is that header.
+ * Run: `deno run -A bench/handler_bench.ts [--seconds=2] [--rounds=3]`
  *
  * @module
  */
 import type { NatsConnection } from "@nats-io/nats-core";
 import { createService, defineEndpoint } from "../handler_base/handler.ts";
 import { createLogger } from "../handler_base/log.ts";
-import { encode, TTSRequestSchema, TTSStatusSchema } from "../handler_base/messages.ts";
+import { decode, encode, TTSRequestSchema, TTSStatusSchema } from "../handler_base/messages.ts";
 import { connectNats, messageHeaders } from "../handler_base/natsutil.ts";
 import { startNatsServer } from "../handler_base/testing/nats_server.ts";
 
@@ -26,7 +25,6 @@ const args = Object.fromEntries(
 );
 const seconds = Number(args.seconds ?? 2);
 const rounds = Number(args.rounds ?? 3);
-const rawMsgType = "raw-msg-type" in args;
 const payload = encode(TTSRequestSchema, { text: "How fast is the handler layer?", speaker: "x" });
 
 /** Runs `inFlight` request loops against `subject` for the given time; returns requests/s. */
@@ -46,10 +44,17 @@ async function load(nc: NatsConnection, subject: string, inFlight: number): Prom
 async function serve(url: string): Promise<void> {
   const serviceConn = await connectNats({ servers: url, name: "bench-service" });
   const rawConn = await connectNats({ servers: url, name: "bench-raw" });
-  const rawHeaders = rawMsgType ? messageHeaders(TTSStatusSchema.typeName) : undefined;
   rawConn.subscribe("bench.raw", {
     callback: (_err, msg) => {
-      msg.respond(msg.data, rawHeaders ? { headers: rawHeaders } : undefined);
+      msg.respond(msg.data);
+    },
+  });
+  const protoHeaders = messageHeaders(TTSStatusSchema.typeName);
+  rawConn.subscribe("bench.proto", {
+    callback: (_err, msg) => {
+      const req = decode(TTSRequestSchema, msg.data);
+      const reply = encode(TTSStatusSchema, { status: "ok", message: req.text });
+      msg.respond(reply, { headers: protoHeaders });
     },
   });
   const service = createService(serviceConn, {
@@ -83,7 +88,6 @@ const responders = new Deno.Command(Deno.execPath(), {
     "-A",
     new URL(import.meta.url).pathname,
     `--serve=${server.url}`,
-    ...(rawMsgType ? ["--raw-msg-type"] : []),
   ],
   stdout: "piped",
   stderr: "inherit",
@@ -93,27 +97,33 @@ while (!((await reader.read()).value ?? "").includes("READY"));
 reader.releaseLock();
 const client = await connectNats({ servers: server.url, name: "bench-client" });
 
-const results: Array<{ inFlight: number; raw: number; handler: number }> = [];
+const SUBJECTS = { echo: "bench.raw", proto: "bench.proto", handler: "bench.handler" } as const;
+type Path = keyof typeof SUBJECTS;
+const results: Array<{ inFlight: number } & Record<Path, number>> = [];
 for (const inFlight of [1, 64]) {
-  await load(client, "bench.raw", inFlight); // warm-up
-  await load(client, "bench.handler", inFlight);
-  let raw = 0;
-  let handler = 0;
+  const totals: Record<Path, number> = { echo: 0, proto: 0, handler: 0 };
+  for (const subject of Object.values(SUBJECTS)) await load(client, subject, inFlight); // warm-up
   for (let round = 0; round < rounds; round++) {
-    raw += await load(client, "bench.raw", inFlight);
-    handler += await load(client, "bench.handler", inFlight);
+    for (const path of Object.keys(SUBJECTS) as Path[]) {
+      totals[path] += await load(client, SUBJECTS[path], inFlight);
+    }
   }
-  results.push({ inFlight, raw: raw / rounds, handler: handler / rounds });
+  results.push({
+    inFlight,
+    echo: totals.echo / rounds,
+    proto: totals.proto / rounds,
+    handler: totals.handler / rounds,
+  });
 }
 
-console.log(`| in flight | raw nats.js req/s | handler-base req/s | ratio |`);
-console.log(`| --- | --- | --- | --- |`);
+console.log(
+  "| in flight | raw echo req/s | raw protobuf req/s | handler-base req/s | ratio to echo | ratio to protobuf |",
+);
+console.log("| --- | --- | --- | --- | --- | --- |");
 for (const r of results) {
-  console.log(
-    `| ${r.inFlight} | ${r.raw.toFixed(0)} | ${r.handler.toFixed(0)} | ${
-      (r.handler / r.raw).toFixed(2)
-    } |`,
-  );
+  const cells = [r.echo, r.proto, r.handler].map((n) => n.toFixed(0));
+  const ratios = [r.handler / r.echo, r.handler / r.proto].map((n) => n.toFixed(2));
+  console.log(`| ${r.inFlight} | ${cells.join(" | ")} | ${ratios.join(" | ")} |`);
 }
 await client.close();
 responders.kill("SIGTERM");

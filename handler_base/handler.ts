@@ -44,6 +44,7 @@ import type { Subscription } from "@nats-io/nats-core";
 import {
   type Context,
   context as otelContext,
+  INVALID_SPAN_CONTEXT,
   ROOT_CONTEXT,
   type Span,
   trace,
@@ -760,14 +761,21 @@ class MessageRun implements HandlerContext {
     this.attempt = delivery.attempt;
     this.nc = runtime.nc;
     const parent = extractTraceContext(delivery.headers);
-    this.span = startConsumerSpan(runtime.telemetry.tracer, {
-      subject: delivery.subject,
-      template: endpoint.subject,
-      parent,
-      messageBytes: delivery.data.length,
-      consumerGroup: state.queueGroup,
-    });
-    this.#spanContext = trace.setSpan(parent, this.span);
+    if (runtime.telemetry.enabled) {
+      this.span = startConsumerSpan(runtime.telemetry.tracer, {
+        subject: delivery.subject,
+        template: endpoint.subject,
+        parent,
+        messageBytes: delivery.data.length,
+        consumerGroup: state.queueGroup,
+      });
+      this.#spanContext = trace.setSpan(parent, this.span);
+    } else {
+      // Nothing is exported: pass the caller's trace context on unchanged (its
+      // spans stay connected downstream) and allocate no span of our own.
+      this.span = trace.getSpan(parent) ?? NO_SPAN;
+      this.#spanContext = parent;
+    }
     this.#attributes = runtime.telemetry.enabled
       ? { "messaging.destination.name": endpoint.subject }
       : undefined;
@@ -887,7 +895,7 @@ class MessageRun implements HandlerContext {
     if (reply && this.#delivery.wantsReply) {
       this.#delivery.respond(reply, replyHeaders(this.#state, this.#spanContext));
     }
-    this.#finish({ ok: true });
+    this.#finish(OK);
   }
 
   #fail(error: unknown): void {
@@ -944,6 +952,12 @@ function replyHeaders(state: EndpointState, spanContext: Context): MsgHdrs {
     context: ROOT_CONTEXT,
   });
 }
+
+/** The span of a message when telemetry is off and no trace context came in. */
+const NO_SPAN: Span = trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
+
+/** The outcome of every message handled successfully. */
+const OK: Outcome = Object.freeze({ ok: true });
 
 /** How often deadlines are checked: the precision of a message's deadline. */
 const DEADLINE_TICK_MS = 25;
