@@ -342,3 +342,33 @@ Deno.test("ctx.addLogFields() puts a request id on the handler's lines and the r
     await server[Symbol.asyncDispose]();
   }
 });
+
+Deno.test("with telemetry off, what a handler publishes carries the caller's trace context on", async () => {
+  const traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+  await using t = await setup([
+    defineEndpoint({
+      subject: "test.relay",
+      request: TTSRequestSchema,
+      response: TTSStatusSchema,
+      handle(req, ctx) {
+        ctx.publish("test.relayed", TTSStatusSchema, { status: req.text });
+        return Promise.resolve({ status: "ok" });
+      },
+    }),
+  ]);
+  const relayed = t.client.subscribe("test.relayed", { max: 2 });
+  const h = natsHeaders();
+  h.set("traceparent", traceparent);
+  await t.client.request("test.relay", encode(TTSRequestSchema, { text: "traced" }), {
+    timeout: 5000,
+    headers: h,
+  });
+  await t.client.request("test.relay", encode(TTSRequestSchema, { text: "untraced" }), {
+    timeout: 5000,
+  });
+  const seen: Array<[string, string | undefined]> = [];
+  for await (const msg of relayed) {
+    seen.push([decode(TTSStatusSchema, msg.data).status, msg.headers?.get("traceparent")]);
+  }
+  assert.deepEqual(seen, [["traced", traceparent], ["untraced", ""]]);
+});
