@@ -12,13 +12,8 @@
  *
  * @module
  */
-import { connectNats, request } from "../handler_base/natsutil.ts";
-import {
-  ChatRequestSchema,
-  ChatResponseSchema,
-  TTSFullResponseSchema,
-  TTSRequestSchema,
-} from "../handler_base/messages.ts";
+import { connectNats } from "../handler_base/natsutil.ts";
+import { askChat, speak } from "./ask.ts";
 import {
   startFakeEmbeddings,
   startFakeLlm,
@@ -127,36 +122,14 @@ async function stopAll(): Promise<number> {
   return failures;
 }
 
-/** One chat and one TTS request through NATS, as a frontend would send them. */
+/** One streamed chat and one TTS request through NATS, as a frontend would send them. */
 async function smokeTest(): Promise<void> {
   const nc = await connectNats({ servers: nats.url, name: "stack-smoke" });
   try {
-    const answer = await request(
-      nc,
-      "ai.chat.request",
-      ChatRequestSchema,
-      {
-        requestId: "smoke-1",
-        userId: "operator",
-        message: "What is in the knowledge base?",
-        enableRag: true,
-        enableReranker: true,
-      },
-      ChatResponseSchema,
-      { timeout: 30_000 },
-    );
-    if (!answer.success) throw new Error(`Chat failed: ${answer.error}`);
-    log(`chat answer: ${answer.response} (used_rag=${answer.usedRag})`);
-    const audio = await request(
-      nc,
-      "ai.voice.tts.request.smoke",
-      TTSRequestSchema,
-      { text: "Hello from the stack" },
-      TTSFullResponseSchema,
-      { timeout: 30_000 },
-    );
-    if (audio.audio.length === 0) throw new Error("TTS answered without audio");
-    log(`tts audio: ${audio.audio.length} bytes at ${audio.sampleRate} Hz`);
+    const answer = await askChat(nc, "What is in the knowledge base?", { rag: true });
+    log(`chat answer: ${answer.text} (used_rag=${answer.usedRag}, ${answer.chunks} chunks)`);
+    const { audio, sampleRate } = await speak(nc, "Hello from the stack");
+    log(`tts audio: ${audio.length} bytes at ${sampleRate} Hz`);
   } finally {
     await nc.close();
   }
@@ -168,7 +141,9 @@ try {
   if (smoke) {
     await smokeTest();
   } else {
-    log(`try: nats req ai.chat.request ... (protobuf); Ctrl-C stops the stack`);
+    log(`try: NATS_URL=${nats.url} deno run -A scripts/ask.ts chat "What is JetStream?" --rag`);
+    log(`     NATS_URL=${nats.url} deno run -A scripts/ask.ts tts "Hello" hello.wav`);
+    log("Ctrl-C stops the stack");
     await new Promise<void>((resolve) => {
       const stop = () => {
         Deno.removeSignalListener("SIGINT", stop);

@@ -9,6 +9,9 @@ Deno.test("deno task stack --smoke starts every service and answers a chat and a
   const out = new TextDecoder().decode(stdout);
   assert.equal(code, 0, out + new TextDecoder().decode(stderr));
   assert.match(out, /all services are ready/);
-  assert.match(out, /chat answer: This is the local stack's fake LLM/);
+  assert.match(
+    out,
+    /chat answer: This is the local stack's fake LLM.*used_rag=true, [1-9]\d* chunks/s,
+  );
   assert.match(out, /tts audio: \d+ bytes at 24000 Hz/);
 });
