@@ -63,6 +63,7 @@
 import { errors as natsErrors, headers as createHeaders, millis, nanos } from "@nats-io/nats-core";
 import * as js from "@nats-io/jetstream";
 import type { Context } from "@opentelemetry/api";
+import { abortable, delay } from "./async.ts";
 import { type Config, envVar, type VarSpec } from "./config.ts";
 import {
   BackendError,
@@ -740,20 +741,6 @@ function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promi
   return Promise.race([promise, expired]).finally(() => clearTimeout(timer));
 }
 
-/** Resolves after `ms`, or at once when the signal aborts. */
-function pause(ms: number, signal: AbortSignal): Promise<void> {
-  if (signal.aborted) return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-  });
-}
-
 /** The safe message of a failure, for headers and logs that leave the process. */
 function safeMessage(error: unknown): string {
   const message = error instanceof HandlerError ? error.message : INTERNAL_ERROR_MESSAGE;
@@ -1113,15 +1100,15 @@ function startRunner(shared: Shared, endpoint: Endpoint, limit: number): Runner 
     const attempt = m.info.deliveryCount;
     if (isRetryable(error) && attempt < maxDeliver) {
       // A stopping replica hands the message back at once, for another one.
-      const delay = service.stopping ? 0 : retryDelay(attempt);
+      const retryInMs = service.stopping ? 0 : retryDelay(attempt);
       log.info("Retrying message later", {
         stream_sequence: m.info.streamSequence,
         attempt,
         max_deliver: maxDeliver,
-        retry_in_ms: delay,
+        retry_in_ms: retryInMs,
         error_type: errorType(error),
       });
-      m.nak(delay);
+      m.nak(retryInMs);
       return;
     }
     await deadLetter({
@@ -1189,7 +1176,9 @@ function startRunner(shared: Shared, endpoint: Endpoint, limit: number): Runner 
         if (stopped.signal.aborted) break;
         failures++;
         setStatus("recovering", describeFailure(error));
-        await pause(Math.min(5000, 250 * 2 ** Math.min(failures - 1, 5)), stopped.signal);
+        await delay(Math.min(5000, 250 * 2 ** Math.min(failures - 1, 5)), {
+          signal: stopped.signal,
+        }).catch(() => {});
       }
     }
   }
@@ -1363,8 +1352,8 @@ export async function publishDurable<Desc extends DescMessage>(
         }
         lastError = error;
       }
-      const delay = Math.min(100 * 2 ** attempt, 2000, deadline - performance.now());
-      if (delay > 0) await pause(delay, wait.signal);
+      const backoffMs = Math.min(100 * 2 ** attempt, 2000, deadline - performance.now());
+      if (backoffMs > 0) await delay(backoffMs, { signal: wait.signal }).catch(() => {});
       if (signal?.aborted) throw signal.reason;
     }
   } finally {
@@ -1380,13 +1369,4 @@ export async function publishDurable<Desc extends DescMessage>(
     `Cannot store a message on "${subject}": no acknowledgement within ${timeoutMs} ms`,
     { cause: lastError },
   );
-}
-
-function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (!signal) return promise;
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
-  });
 }

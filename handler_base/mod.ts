@@ -6,7 +6,7 @@
  *
  * Each concern is also its own entry point (`@homelab/handler-base/config`,
  * `/natsutil`, `/health`, `/telemetry`, `/handler`, `/run`, `/jetstream`,
- * `/discovery`, `/messages`, `/errors`, `/log`, `/clients/<name>`,
+ * `/discovery`, `/messages`, `/errors`, `/log`, `/async`, `/clients/<name>`,
  * `/testing`): import only what you use.
  *
  * @example A service in a few lines
@@ -34,6 +34,7 @@
  *
  * @module
  */
+export * from "./async.ts";
 export * from "./config.ts";
 export * from "./discovery.ts";
 export * from "./errors.ts";

@@ -45,6 +45,7 @@ import {
   type MessageShape,
   MSG_TYPE_HEADER,
 } from "./messages.ts";
+import { abortable } from "./async.ts";
 import type { NatsConfig } from "./config.ts";
 import { injectTraceContext } from "./telemetry.ts";
 
@@ -455,7 +456,7 @@ export async function request<Req extends DescMessage, Res extends DescMessage>(
   });
   let reply: Msg;
   try {
-    reply = signal ? await abortable(pending, signal) : await pending;
+    reply = await abortable(pending, signal);
   } catch (cause) {
     throw toRequestError(subject, timeout, cause);
   }
@@ -463,14 +464,6 @@ export async function request<Req extends DescMessage, Res extends DescMessage>(
     throw fromErrorResponse(decode(ErrorResponseSchema, reply.data));
   }
   return decodeMsg(responseSchema, reply);
-}
-
-function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
-  });
 }
 
 function toRequestError(subject: string, timeout: number, cause: unknown): unknown {

@@ -25,6 +25,7 @@
  *
  * @module
  */
+import { delay } from "./async.ts";
 import { startDiscovery } from "./discovery.ts";
 import { createService, type Endpoint, type Service } from "./handler.ts";
 import { type ReadinessCheck, startHealthServer } from "./health.ts";
@@ -206,16 +207,8 @@ async function connectUntilSignal(
     } catch (error) {
       logger.warn("Cannot connect to NATS yet", { error, attempt: attempt + 1 });
     }
-    const delayMs = Math.min(5000, 250 * 2 ** attempt) * (0.5 + Math.random() / 2);
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(done, delayMs);
-      signal.addEventListener("abort", done, { once: true });
-      function done() {
-        clearTimeout(timer);
-        signal.removeEventListener("abort", done);
-        resolve();
-      }
-    });
+    const backoffMs = Math.min(5000, 250 * 2 ** attempt) * (0.5 + Math.random() / 2);
+    await delay(backoffMs, { signal }).catch(() => {});
   }
   return undefined;
 }

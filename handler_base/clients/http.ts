@@ -41,6 +41,7 @@ import {
   InvalidResponseError,
   TimeoutError,
 } from "../errors.ts";
+import { delay } from "../async.ts";
 import type { Logger } from "../log.ts";
 
 /** Options every backend client takes (the HTTP part of its configuration). */
@@ -320,24 +321,6 @@ class CallScope {
   }
 }
 
-function defaultSleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) {
-      reject(signal.reason);
-      return;
-    }
-    const timer = setTimeout(() => {
-      signal.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    function onAbort() {
-      clearTimeout(timer);
-      reject(signal.reason);
-    }
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
-}
-
 /**
  * The delay `Retry-After` asks for, in milliseconds (seconds or an HTTP date).
  *
@@ -481,7 +464,7 @@ class FetchHttpClient implements HttpClient {
     this.#maxRetryDelayMs = options.maxRetryDelayMs ?? DEFAULT_MAX_RETRY_DELAY_MS;
     this.#fetch = options.fetch ?? globalThis.fetch;
     this.#logger = options.logger;
-    this.#sleep = options.sleep ?? defaultSleep;
+    this.#sleep = options.sleep ?? ((ms, signal) => delay(ms, { signal }));
     this.#random = options.random ?? Math.random;
   }
 

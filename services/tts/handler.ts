@@ -52,6 +52,7 @@
  *
  * @module
  */
+import { abortable } from "@homelab/handler-base/async";
 import type { AudioFormat, SpeakerLatents, TtsClient } from "@homelab/handler-base/clients/tts";
 import { parseWav } from "@homelab/handler-base/clients/wav";
 import { InvalidArgumentError, toErrorResponse } from "@homelab/handler-base/errors";
@@ -241,16 +242,6 @@ function formatFields(format: AudioFormat) {
     bitDepth: format.bitDepth,
     audioEncoding: encodingOf(format),
   };
-}
-
-/** Resolves with the promise, or rejects with the signal's reason as soon as it fires. */
-function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  signal.throwIfAborted();
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
-  });
 }
 
 /**

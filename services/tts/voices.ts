@@ -38,6 +38,7 @@
  *
  * @module
  */
+import { abortable } from "@homelab/handler-base/async";
 import type { SpeakerLatents, TtsClient } from "@homelab/handler-base/clients/tts";
 import { parseWav } from "@homelab/handler-base/clients/wav";
 import { HandlerError, InvalidArgumentError } from "@homelab/handler-base/errors";
@@ -268,17 +269,6 @@ async function loadVoice(
       createdAt: metadata?.createdAt ?? stat.mtime?.toISOString() ?? "",
     },
   };
-}
-
-/** Resolves with the promise, or rejects with the signal's reason as soon as it fires. */
-function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (!signal) return promise;
-  signal.throwIfAborted();
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
-  });
 }
 
 /**

@@ -1,0 +1,97 @@
+/**
+ * Two small helpers for waiting under an `AbortSignal`, after the designs of
+ * `@std/async` (which is on JSR, out of reach of the build machines): stop
+ * waiting for a promise when a signal fires, and sleep until a time passes or
+ * a signal fires. Every module of the package that waits uses these.
+ *
+ * Needs no permission.
+ *
+ * @example Give up on a slow promise
+ * ```ts
+ * import { abortable, delay } from "@homelab/handler-base/async";
+ *
+ * const slow = delay(10_000);
+ * const caller = new AbortController();
+ * const waiting = abortable(slow, caller.signal);
+ * caller.abort(new Error("gave up"));
+ * await waiting.catch((error) => console.log(error.message)); // "gave up"
+ * ```
+ *
+ * @module
+ */
+
+/**
+ * Settles like the promise, or rejects with the signal's reason as soon as the
+ * signal fires, whichever is first. The promise itself is not cancelled.
+ *
+ * @typeParam T The promise's value.
+ * @param promise What to wait for.
+ * @param signal Stops the wait; without one the promise is returned as is.
+ * @returns The promise's value.
+ * @throws {unknown} The signal's reason when it fires first.
+ *
+ * @example
+ * ```ts
+ * import { abortable } from "@homelab/handler-base/async";
+ *
+ * const value = await abortable(Promise.resolve(42), AbortSignal.timeout(1000));
+ * console.log(value); // 42
+ * ```
+ */
+export function abortable<T>(promise: Promise<T>, signal?: AbortSignal): Promise<T> {
+  if (!signal) return promise;
+  if (signal.aborted) {
+    promise.catch(() => {});
+    return Promise.reject(signal.reason);
+  }
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
+}
+
+/** Options of {@linkcode delay}. */
+export interface DelayOptions {
+  /**
+   * Ends the wait early: the returned promise rejects with the signal's reason.
+   *
+   * @default undefined (wait the whole time)
+   */
+  signal?: AbortSignal;
+}
+
+/**
+ * Resolves after `ms` milliseconds, leaving no timer behind when the signal
+ * ends the wait first.
+ *
+ * @param ms How long to wait, in milliseconds.
+ * @param options The signal that ends the wait early.
+ * @returns A promise that resolves after the delay.
+ * @throws {unknown} The signal's reason when it fires first.
+ *
+ * @example Back off, unless the service stops
+ * ```ts
+ * import { delay } from "@homelab/handler-base/async";
+ *
+ * const stop = new AbortController();
+ * await delay(10).then(() => console.log("waited"));
+ * stop.abort();
+ * await delay(10_000, { signal: stop.signal }).catch(() => console.log("stopped"));
+ * ```
+ */
+export function delay(ms: number, options: DelayOptions = {}): Promise<void> {
+  const { signal } = options;
+  if (signal?.aborted) return Promise.reject(signal.reason);
+  return new Promise<void>((resolve, reject) => {
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal?.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}

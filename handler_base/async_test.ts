@@ -1,0 +1,28 @@
+import assert from "node:assert/strict";
+import { abortable, delay } from "./async.ts";
+
+Deno.test("abortable() settles like the promise when the signal stays quiet", async () => {
+  const controller = new AbortController();
+  assert.equal(await abortable(Promise.resolve("done"), controller.signal), "done");
+  await assert.rejects(abortable(Promise.reject(new Error("own")), controller.signal), /own/);
+  assert.equal(await abortable(Promise.resolve(1)), 1);
+});
+
+Deno.test("abortable() rejects with the signal's reason as soon as it fires", async () => {
+  const controller = new AbortController();
+  const never = new Promise<never>(() => {});
+  const waiting = abortable(never, controller.signal);
+  controller.abort(new Error("caller gave up"));
+  await assert.rejects(waiting, /caller gave up/);
+  await assert.rejects(abortable(Promise.resolve(1), controller.signal), /caller gave up/);
+});
+
+Deno.test("delay() resolves after the time, and rejects at once when aborted", async () => {
+  await delay(1);
+  const controller = new AbortController();
+  const waiting = delay(60_000, { signal: controller.signal });
+  controller.abort(new Error("stopping"));
+  // A timer left running would fail this test (Deno's sanitizer).
+  await assert.rejects(waiting, /stopping/);
+  await assert.rejects(delay(1, { signal: controller.signal }), /stopping/);
+});
