@@ -4,6 +4,7 @@ import { connectNats, request } from "./natsutil.ts";
 import { type NatsServer, startNatsServer } from "./testing/nats_server.ts";
 import { headers as natsHeaders } from "@nats-io/nats-core";
 import { startOtlpReceiver } from "./testing/otlp_receiver.ts";
+import { closedPortUrl } from "./testing/ports.ts";
 import { runEntryToExit, startServiceProcess } from "./testing/service_process.ts";
 import { permissions } from "./testdata/echo_service.ts";
 
@@ -180,11 +181,7 @@ function spawnUnservedEcho(natsUrl: string, env: Record<string, string> = {}) {
 }
 
 Deno.test("SIGTERM before NATS was ever reachable: the service exits 0 instead of hanging", async () => {
-  // A port that refuses connections: taken, then freed.
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr;
-  listener.close();
-  const echo = spawnUnservedEcho(`nats://127.0.0.1:${port}`);
+  const echo = spawnUnservedEcho(closedPortUrl("nats"));
   await echo.waitForLine(/Health server listening/);
   const ready = await fetch(`http://127.0.0.1:${echo.healthPort()}/ready`);
   assert.equal(ready.status, 503);

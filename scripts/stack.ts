@@ -22,6 +22,7 @@ import {
   startFakeXtts,
 } from "../handler_base/testing/fake_backends.ts";
 import { startNatsServer } from "../handler_base/testing/nats_server.ts";
+import { freePort } from "../handler_base/testing/ports.ts";
 
 /** The services of the stack: permission set (= service name), entry file, health port. */
 const SERVICES = [
@@ -70,14 +71,6 @@ const env: Record<string, string> = {
   MILVUS_PORT: milvusUrl.port,
   TTS_URL: xtts.url,
 };
-
-/** A free port (smoke runs in CI must not collide with anything on the machine). */
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr as Deno.NetAddr;
-  listener.close();
-  return port;
-}
 
 const children = SERVICES.map((declared) => {
   const service = { ...declared, healthPort: smoke ? freePort() : declared.healthPort };

@@ -7,6 +7,7 @@ import {
 } from "../errors.ts";
 import { createLogger } from "../log.ts";
 import { startFakeHttpServer } from "../testing/fake_backends.ts";
+import { closedPortUrl } from "../testing/ports.ts";
 import { createHttpClient, type HttpClientOptions } from "./http.ts";
 
 /** A sleep that records the delays and returns at once. */
@@ -20,14 +21,6 @@ function instantSleep(delays: number[]) {
 
 function client(url: string, options: Partial<HttpClientOptions> = {}, delays: number[] = []) {
   return createHttpClient("demo", { baseUrl: url, sleep: instantSleep(delays), ...options });
-}
-
-/** A base URL on a port where nothing listens. */
-function closedPortUrl(): string {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr as Deno.NetAddr;
-  listener.close();
-  return `http://127.0.0.1:${port}`;
 }
 
 Deno.test("HttpClient.json() sends JSON and parses the answer", async () => {

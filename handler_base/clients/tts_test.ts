@@ -6,22 +6,12 @@ import {
   InvalidResponseError,
   TimeoutError,
 } from "../errors.ts";
-import { startFakeXtts } from "../testing/fake_backends.ts";
+import { concatBytes, startFakeXtts } from "../testing/fake_backends.ts";
 import { createTtsClient, type TtsClientOptions } from "./tts.ts";
 import { parseWav, WAV_HEADER_BYTES, wrapPcmAsWav } from "./wav.ts";
 
 function tts(url: string, options: Partial<TtsClientOptions> = {}) {
   return createTtsClient({ baseUrl: url, sleep: () => Promise.resolve(), ...options });
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let offset = 0;
-  for (const p of parts) {
-    out.set(p, offset);
-    offset += p.length;
-  }
-  return out;
 }
 
 function paths(fake: { requests: { method: string; path: string }[] }): string[] {
@@ -121,7 +111,7 @@ Deno.test("TtsClient.synthesizeStream() forwards chunks as they arrive", async (
     gate(chunks.length).resolve();
   }
   const pcm = fake.pcmFor(text);
-  assert.deepEqual(concat(chunks), pcm);
+  assert.deepEqual(concatBytes(chunks), pcm);
   assert.equal(chunks.length, Math.ceil(pcm.length / 1000));
   const body = fake.requests[1]?.json as Record<string, unknown>;
   assert.equal(body.add_wav_header, false);
@@ -138,7 +128,7 @@ Deno.test("TtsClient.synthesizeStream() can ask for a WAV header first", async (
     streamChunkSize: 5,
   });
   assert.equal(stream.format.encoding, "wav");
-  const bytes = concat(await Array.fromAsync(stream));
+  const bytes = concatBytes(await Array.fromAsync(stream));
   assert.deepEqual(
     bytes.subarray(0, WAV_HEADER_BYTES),
     wrapPcmAsWav(new Uint8Array(0), { sampleRate: 24000 }),
@@ -157,7 +147,7 @@ Deno.test("TtsClient.synthesizeStream() fails with BackendUnavailableError when 
     }
   })().catch((e) => e);
   assert.ok(error instanceof BackendUnavailableError, String(error));
-  assert.equal(concat(chunks).length, 200);
+  assert.equal(concatBytes(chunks).length, 200);
 });
 
 Deno.test("TtsClient.synthesizeStream() closes the request when the caller aborts", async () => {
@@ -243,7 +233,7 @@ Deno.test("TtsClient with the OpenAI API posts /v1/audio/speech", async () => {
   });
   const stream = client.synthesizeStream("Hello", { speaker: "echo" });
   assert.equal(stream.format.encoding, "pcm_s16le");
-  assert.deepEqual(concat(await Array.fromAsync(stream)), fake.pcmFor("Hello"));
+  assert.deepEqual(concatBytes(await Array.fromAsync(stream)), fake.pcmFor("Hello"));
   assert.deepEqual(fake.requests[1]?.json, {
     model: "tts-1",
     input: "Hello",

@@ -31,6 +31,8 @@
  *
  * @module
  */
+import { delay } from "../async.ts";
+import { isRecord } from "../clients/_json.ts";
 import { wrapPcmAsWav } from "../clients/wav.ts";
 
 /** A request a fake server received. */
@@ -290,19 +292,6 @@ function untilAborted(signal: AbortSignal): Promise<void> {
   });
 }
 
-function delay(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-    signal.addEventListener("abort", done, { once: true });
-  });
-}
-
 /** How a fake streams a body. */
 export interface StreamPacing {
   /**
@@ -344,7 +333,9 @@ function pacedBody(
   let cancelled = false;
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
-      if (index > 0 && pacing.delayMs) await delay(pacing.delayMs, closing);
+      if (index > 0 && pacing.delayMs) {
+        await delay(pacing.delayMs, { signal: closing }).catch(() => {});
+      }
       if (pacing.pace && index < pieces.length) {
         await Promise.race([pacing.pace(index), untilAborted(closing)]);
       }
@@ -397,7 +388,20 @@ function chunked(bytes: Uint8Array, size: number): Uint8Array[] {
   return pieces;
 }
 
-function concat(parts: readonly Uint8Array[]): Uint8Array {
+/**
+ * Joins byte arrays into one (to compare streamed audio with a fake's whole audio).
+ *
+ * @param parts The arrays, in order.
+ * @returns One array with their bytes.
+ *
+ * @example
+ * ```ts
+ * import { concatBytes } from "@homelab/handler-base/testing";
+ *
+ * console.log(concatBytes([new Uint8Array([1]), new Uint8Array([2, 3])]).length); // 3
+ * ```
+ */
+export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let offset = 0;
   for (const part of parts) {
@@ -411,10 +415,6 @@ const encoder = new TextEncoder();
 
 function notFound(request: RecordedRequest): Response {
   return Response.json({ detail: `Not Found: ${request.method} ${request.path}` }, { status: 404 });
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
 // ---------------------------------------------------------------------------
@@ -583,12 +583,12 @@ export function startFakeLlm(config: FakeLlmConfig = {}): FakeLlm {
         });
       }
       const events = chatCompletionEvents(deltas, { ...c, model }).map((e) => encoder.encode(e));
-      let bytes = concat(events);
+      let bytes = concatBytes(events);
       const cut = c.cutAfterEvents !== undefined;
       if (cut) {
         const kept = events.slice(0, c.cutAfterEvents);
         const next = events[c.cutAfterEvents!];
-        bytes = concat([
+        bytes = concatBytes([
           ...kept,
           next?.subarray(0, Math.floor(next.length / 2)) ?? new Uint8Array(0),
         ]);

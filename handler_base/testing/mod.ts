@@ -23,4 +23,5 @@
 export * from "./fake_backends.ts";
 export * from "./nats_server.ts";
 export * from "./otlp_receiver.ts";
+export * from "./ports.ts";
 export * from "./service_process.ts";

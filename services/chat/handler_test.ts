@@ -34,6 +34,7 @@ import {
 import { connectNats } from "@homelab/handler-base/natsutil";
 import { createTelemetry } from "@homelab/handler-base/telemetry";
 import {
+  closedPortUrl,
   type FakeEmbeddings,
   type FakeLlm,
   type FakeLlmConfig,
@@ -127,14 +128,6 @@ function recordingTracerProvider(): TracerProvider & { spans: RecordedSpan[] } {
     },
   } as unknown as Tracer;
   return { spans, getTracer: () => tracer };
-}
-
-/** A loopback URL where nothing listens. */
-function closedPortUrl(): string {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr;
-  listener.close();
-  return `http://127.0.0.1:${port}`;
 }
 
 /** Rejects when the promise takes longer than `ms` (a guard, not a measurement). */

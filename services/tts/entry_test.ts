@@ -10,13 +10,14 @@ import {
 } from "@homelab/handler-base/messages";
 import { connectNats, request } from "@homelab/handler-base/natsutil";
 import {
+  concatBytes,
   type NatsServer,
   runEntryToExit,
   startFakeXtts,
   startNatsServer,
   startServiceProcess,
 } from "@homelab/handler-base/testing";
-import { collect, concat, testWav, writeVoice } from "./test_helpers.ts";
+import { collect, testWav, writeVoice } from "./test_helpers.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const ENTRY = new URL("../tts.ts", import.meta.url).pathname;
@@ -75,7 +76,7 @@ Deno.test("services/tts.ts runs with -P=tts-module: voices, streamed and full sy
         { timeout: 10_000 },
       );
       const all = await chunks.until((m) => m.some((c) => c.isLast));
-      assert.deepEqual(concat(all.map((c) => c.audio)), xtts.pcmFor(text));
+      assert.deepEqual(concatBytes(all.map((c) => c.audio)), xtts.pcmFor(text));
       chunks.close();
 
       const full = await request(
@@ -164,7 +165,10 @@ Deno.test("services/tts.ts with CONSUME_MODE=jetstream handles a request stored 
       encode(TTSRequestSchema, { text: "Streamed from the consumer.", stream: true }),
     );
     const all = await chunks.until((m) => m.some((c) => c.isLast));
-    assert.deepEqual(concat(all.map((c) => c.audio)), xtts.pcmFor("Streamed from the consumer."));
+    assert.deepEqual(
+      concatBytes(all.map((c) => c.audio)),
+      xtts.pcmFor("Streamed from the consumer."),
+    );
     const done = await statuses.until((m) =>
       m.filter((s) => s.status === "completed").length === 2
     );

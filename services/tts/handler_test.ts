@@ -17,9 +17,14 @@ import {
   TTSVoiceRefreshResponseSchema,
 } from "@homelab/handler-base/messages";
 import { connectNats, decodeMsg, request } from "@homelab/handler-base/natsutil";
-import { type FakeXttsConfig, startFakeXtts, startNatsServer } from "@homelab/handler-base/testing";
+import {
+  concatBytes,
+  type FakeXttsConfig,
+  startFakeXtts,
+  startNatsServer,
+} from "@homelab/handler-base/testing";
 import { createTtsEndpoints, sessionIdOf } from "./handler.ts";
-import { collect, concat, testWav, writeVoice } from "./test_helpers.ts";
+import { collect, testWav, writeVoice } from "./test_helpers.ts";
 import { startVoiceRegistry } from "./voices.ts";
 
 const quiet = createLogger({ service: "test", level: "error", write: () => {} });
@@ -201,7 +206,7 @@ Deno.test("a streamed synthesis forwards each chunk before the backend finishes,
     all.map((c) => c.totalChunks),
     all.map((_, i) => i === all.length - 1 ? all.length : 0),
   );
-  assert.deepEqual(concat(all.map((c) => c.audio)), t.xtts.pcmFor(text));
+  assert.deepEqual(concatBytes(all.map((c) => c.audio)), t.xtts.pcmFor(text));
   assert.equal(all.at(-1)?.audio.length, 0);
   for (const chunk of all) {
     assert.equal(chunk.sessionId, "s2");
@@ -230,7 +235,7 @@ Deno.test("streamed chunks are cut at whole samples when the backend splits a sa
   const all = await chunks.until((m) => m.some((c) => c.isLast));
   assert.ok(all.length > 3);
   for (const chunk of all) assert.equal(chunk.audio.length % 2, 0);
-  assert.deepEqual(concat(all.map((c) => c.audio)), t.xtts.pcmFor(text));
+  assert.deepEqual(concatBytes(all.map((c) => c.audio)), t.xtts.pcmFor(text));
   chunks.close();
 });
 
@@ -388,7 +393,7 @@ Deno.test("audio too large for one NATS message is refused with advice to stream
   const chunks = await t.chunks("big");
   await t.synthesize("big", { text, stream: true });
   const all = await chunks.until((m) => m.some((c) => c.isLast));
-  assert.equal(concat(all.map((c) => c.audio)).length, 1_440_000);
+  assert.equal(concatBytes(all.map((c) => c.audio)).length, 1_440_000);
   chunks.close();
 });
 
@@ -470,7 +475,7 @@ Deno.test("20 concurrent streamed sessions: every chunk in its session, in order
     assert.ok(mine.every((c) => c.sessionId === `c${i}`));
     assert.deepEqual(mine.map((c) => c.chunkIndex), mine.map((_, n) => n));
     assert.ok(mine.at(-1)?.isLast);
-    assert.deepEqual(concat(mine.map((c) => c.audio)), t.xtts.pcmFor(text), `session c${i}`);
+    assert.deepEqual(concatBytes(mine.map((c) => c.audio)), t.xtts.pcmFor(text), `session c${i}`);
   });
   const done = await statuses.until((m) => m.filter((s) => s.status === "completed").length === 20);
   assert.equal(done.filter((s) => s.status === "error").length, 0);
@@ -493,8 +498,8 @@ Deno.test("requests of one session are synthesized in arrival order, never inter
   );
   const all = await chunks.until((m) => m.filter((c) => c.isLast).length === 2);
   const split = all.findIndex((c) => c.isLast) + 1;
-  assert.deepEqual(concat(all.slice(0, split).map((c) => c.audio)), t.xtts.pcmFor(long));
-  assert.deepEqual(concat(all.slice(split).map((c) => c.audio)), t.xtts.pcmFor(short));
+  assert.deepEqual(concatBytes(all.slice(0, split).map((c) => c.audio)), t.xtts.pcmFor(long));
+  assert.deepEqual(concatBytes(all.slice(split).map((c) => c.audio)), t.xtts.pcmFor(short));
   assert.equal(all[split]?.chunkIndex, 0);
   chunks.close();
 });
@@ -504,7 +509,7 @@ Deno.test("with TTS_API=openai a speaker name is sent as the voice and streaming
   const chunks = await t.chunks("oa");
   await t.synthesize("oa", { text: "Open voice.", speaker: "nova", stream: true });
   const all = await chunks.until((m) => m.some((c) => c.isLast));
-  assert.deepEqual(concat(all.map((c) => c.audio)), t.xtts.pcmFor("Open voice."));
+  assert.deepEqual(concatBytes(all.map((c) => c.audio)), t.xtts.pcmFor("Open voice."));
   const sent = t.xtts.requests.find((r) => r.path === "/v1/audio/speech")?.json;
   assert.deepEqual(sent, {
     model: "tts-1",

@@ -102,19 +102,3 @@ export async function writeVoice(
     else await Deno.writeTextFile(path, JSON.stringify(content));
   }
 }
-
-/**
- * Concatenates byte arrays.
- *
- * @param parts The arrays.
- * @returns One array.
- */
-export function concat(parts: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
-}
