@@ -107,8 +107,6 @@ export interface RunServiceOptions extends ConsumeSettings {
   checks?: Record<string, ReadinessCheck>;
   /** Called once the service is serving (its endpoints and JetStream consumers). */
   onStart?: (service: Service) => Promise<void>;
-  /** Called with the health server's port once it listens (tests use port 0). */
-  onListen?: (healthPort: number) => void;
 }
 
 /**
@@ -135,7 +133,6 @@ export async function runService(options: RunServiceOptions): Promise<void> {
     hostname: options.healthHostname ?? "0.0.0.0",
     logger,
   });
-  options.onListen?.(health.port);
   health.setCheck("nats", () => "not connected yet");
   try {
     const nc = await connectUntilSignal({ ...options.nats, name }, signal, logger);
