@@ -58,8 +58,10 @@ import {
 } from "./errors.ts";
 import type { LogFields, Logger } from "./log.ts";
 import {
+  create,
   decode,
   type DescMessage,
+  EmptySchema,
   encode,
   ErrorResponseSchema,
   type MessageInitShape,
@@ -244,7 +246,20 @@ export interface Endpoint {
 }
 
 /**
- * Declares a typed endpoint.
+ * An endpoint that keeps its schemas' types, as {@linkcode defineEndpoint}
+ * returns it: a test can call it in-process with typed messages
+ * (`callEndpoint` of the testing module).
+ */
+export interface TypedEndpoint<Req extends DescMessage, Res extends DescMessage> extends Endpoint {
+  /** The request's schema. */
+  readonly requestSchema: Req;
+  /** The reply's schema, if the endpoint replies. */
+  readonly responseSchema: Res | undefined;
+}
+
+/**
+ * Declares a typed endpoint. An endpoint whose `request` is `EmptySchema`
+ * takes no payload: it ignores whatever a request carries.
  *
  * @typeParam Req The request schema.
  * @typeParam Res The reply schema.
@@ -267,9 +282,12 @@ export interface Endpoint {
  */
 export function defineEndpoint<Req extends DescMessage, Res extends DescMessage>(
   options: EndpointOptions<Req, Res>,
-): Endpoint {
+): TypedEndpoint<Req, Res> {
   const { request, response, handle } = options;
+  const takesNoPayload = request.typeName === EmptySchema.typeName;
   return {
+    requestSchema: request,
+    responseSchema: response,
     subject: options.subject,
     name: options.name ?? options.subject,
     queue: options.queue,
@@ -281,7 +299,9 @@ export function defineEndpoint<Req extends DescMessage, Res extends DescMessage>
     stream: options.stream,
     durable: options.durable,
     async invoke(data, msgType, ctx) {
-      const decoded = decode(request, data, { msgType });
+      const decoded = takesNoPayload
+        ? create(request) as MessageShape<Req>
+        : decode(request, data, { msgType });
       const result = await handle(decoded, ctx);
       if (!response || result === undefined) return undefined;
       return encode(response, result);

@@ -20,11 +20,27 @@
  */
 import type * as protobuf from "@bufbuild/protobuf";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { EmptySchema } from "@bufbuild/protobuf/wkt";
 import { DecodeError } from "./errors.ts";
 import type { ChatRequest } from "./gen/messagespb/messages/v1/messages_pb.ts";
 
 export * from "./gen/messagespb/messages/v1/messages_pb.ts";
 export { create };
+
+/**
+ * The request schema of an endpoint that takes no payload
+ * (`ai.voice.tts.voices.list`): `google.protobuf.Empty`. Such an endpoint
+ * ignores whatever payload and `Msg-Type` a request carries, as the Go
+ * services did.
+ *
+ * @example
+ * ```ts
+ * import { EmptySchema } from "@homelab/handler-base/messages";
+ *
+ * console.log(EmptySchema.typeName); // "google.protobuf.Empty"
+ * ```
+ */
+export { EmptySchema };
 
 /** The schema (descriptor) of a message type, such as `ChatRequestSchema`. */
 export type DescMessage = protobuf.DescMessage;

@@ -42,6 +42,7 @@ export * from "./handler.ts";
 export * from "./health.ts";
 export * from "./jetstream.ts";
 export * from "./log.ts";
+export * from "./main.ts";
 export * from "./messages.ts";
 export * from "./natsutil.ts";
 export * from "./run.ts";

@@ -16,6 +16,8 @@
 const EXPOSED_DEPENDENCY_TYPES = new Set([
   // @bufbuild/protobuf: generated schemas and messages
   "DescMessage",
+  "Empty",
+  "EmptyJson",
   "GenEnum",
   "GenFile",
   "GenMessage",

@@ -18,8 +18,14 @@
  *
  * @module
  */
+import { type Config, envVar, type VarSpec } from "../config.ts";
 import { InvalidResponseError } from "../errors.ts";
-import { type ClientOptions, createHttpClient } from "./http.ts";
+import {
+  backendUrlVar,
+  type ClientFromConfigOptions,
+  type ClientOptions,
+  createHttpClient,
+} from "./http.ts";
 import { isNumberArray, isRecord } from "./_json.ts";
 
 /** Options of {@linkcode createEmbeddingsClient}. */
@@ -158,4 +164,68 @@ export function createEmbeddingsClient(options: EmbeddingsClientOptions): Embedd
       return vector!;
     },
   };
+}
+
+/** The type of {@linkcode embeddingsConfigSpec}. */
+export type EmbeddingsConfigSpec = {
+  /** `EMBEDDINGS_URL`: the embeddings server. */
+  readonly embeddingsUrl: VarSpec<string>;
+  /** `EMBEDDINGS_MODEL`: the model requests ask for; unset lets the server pick. */
+  readonly embeddingsModel: VarSpec<string | undefined>;
+  /** `EMBEDDINGS_TIMEOUT_MS`: one call. */
+  readonly embeddingsTimeoutMs: VarSpec<number>;
+};
+
+/**
+ * The embedder's variables, declared once for every service that uses it:
+ * `EMBEDDINGS_URL` (SYSTEM.md section 6), `EMBEDDINGS_MODEL` and
+ * `EMBEDDINGS_TIMEOUT_MS` (10 s).
+ *
+ * @example
+ * ```ts
+ * import { loadConfig } from "@homelab/handler-base/config";
+ * import { embeddingsConfigSpec } from "@homelab/handler-base/clients/embeddings";
+ *
+ * const config = loadConfig(embeddingsConfigSpec, {});
+ * console.log(config.embeddingsUrl); // "http://embeddings-predictor.ai-ml.svc.cluster.local"
+ * ```
+ */
+export const embeddingsConfigSpec: EmbeddingsConfigSpec = Object.freeze({
+  embeddingsUrl: backendUrlVar(
+    "EMBEDDINGS_URL",
+    "http://embeddings-predictor.ai-ml.svc.cluster.local",
+  ),
+  embeddingsModel: envVar.string("EMBEDDINGS_MODEL"),
+  embeddingsTimeoutMs: envVar.duration("EMBEDDINGS_TIMEOUT_MS", { default: 10_000 }),
+});
+
+/**
+ * The embeddings client a loaded {@linkcode embeddingsConfigSpec} describes.
+ *
+ * @param config The loaded variables.
+ * @param options The logger.
+ * @returns The client.
+ *
+ * @example
+ * ```ts
+ * import { loadConfig } from "@homelab/handler-base/config";
+ * import {
+ *   embeddingsClientFromConfig,
+ *   embeddingsConfigSpec,
+ * } from "@homelab/handler-base/clients/embeddings";
+ *
+ * const embeddings = embeddingsClientFromConfig(loadConfig(embeddingsConfigSpec, {}));
+ * console.log(typeof embeddings.embed); // "function"
+ * ```
+ */
+export function embeddingsClientFromConfig(
+  config: Config<EmbeddingsConfigSpec>,
+  options: ClientFromConfigOptions = {},
+): EmbeddingsClient {
+  return createEmbeddingsClient({
+    ...options,
+    baseUrl: config.embeddingsUrl,
+    timeoutMs: config.embeddingsTimeoutMs,
+    ...(config.embeddingsModel ? { model: config.embeddingsModel } : {}),
+  });
 }

@@ -42,6 +42,7 @@ import {
   TimeoutError,
 } from "../errors.ts";
 import { delay } from "../async.ts";
+import { envVar, type VarSpec } from "../config.ts";
 import type { Logger } from "../log.ts";
 
 /** Options every backend client takes (the HTTP part of its configuration). */
@@ -669,4 +670,34 @@ class BodyStream implements HttpStream {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.return();
   }
+}
+
+/** What every `<backend>ClientFromConfig` factory takes beside the loaded variables. */
+export interface ClientFromConfigOptions {
+  /**
+   * Where retries are reported (as warnings).
+   *
+   * @default no logging
+   */
+  logger?: Logger;
+}
+
+/**
+ * The variable builder of a backend's base URL: `http` or `https`, with a default.
+ *
+ * @param name The variable's name, such as `VLLM_URL`.
+ * @param defaultUrl Its default (SYSTEM.md section 6).
+ * @returns The variable's spec.
+ *
+ * @example
+ * ```ts
+ * import { backendUrlVar } from "@homelab/handler-base/clients/http";
+ * import { loadConfig } from "@homelab/handler-base/config";
+ *
+ * const config = loadConfig({ url: backendUrlVar("DEMO_URL", "http://demo:8000") }, {});
+ * console.log(config.url); // "http://demo:8000"
+ * ```
+ */
+export function backendUrlVar(name: string, defaultUrl: string): VarSpec<string> {
+  return envVar.url(name, { default: defaultUrl, schemes: ["http", "https"] });
 }

@@ -27,13 +27,20 @@
  *
  * @module
  */
+import { type Config, envVar, type VarSpec } from "../config.ts";
 import {
   BackendError,
   BackendUnavailableError,
   InvalidArgumentError,
   InvalidResponseError,
 } from "../errors.ts";
-import { type ClientOptions, createHttpClient, type HttpClient } from "./http.ts";
+import {
+  backendUrlVar,
+  type ClientFromConfigOptions,
+  type ClientOptions,
+  createHttpClient,
+  type HttpClient,
+} from "./http.ts";
 import { parseSse } from "./sse.ts";
 import { isRecord } from "./_json.ts";
 
@@ -323,4 +330,72 @@ function parseChunk(data: string): { delta: string; finishReason?: string; model
   if (typeof delta === "string") result.delta = delta;
   if (typeof choice.finish_reason === "string") result.finishReason = choice.finish_reason;
   return result;
+}
+
+/** The type of {@linkcode llmConfigSpec}. */
+export type LlmConfigSpec = {
+  /** `VLLM_URL`: the OpenAI-compatible LLM server. */
+  readonly vllmUrl: VarSpec<string>;
+  /** `LLM_MODEL`: the model requests ask for; unset lets the server pick. */
+  readonly llmModel: VarSpec<string | undefined>;
+  /** `LLM_PREMIUM_MODEL`: the model of premium users; unset uses `LLM_MODEL`. */
+  readonly llmPremiumModel: VarSpec<string | undefined>;
+  /** `LLM_MAX_TOKENS`: the longest answer in tokens. */
+  readonly llmMaxTokens: VarSpec<number>;
+  /** `LLM_TIMEOUT_MS`: one call (for streams: the head and each wait for a chunk). */
+  readonly llmTimeoutMs: VarSpec<number>;
+};
+
+/**
+ * The LLM's variables, declared once for every service that uses it:
+ * `VLLM_URL` (SYSTEM.md section 6), `LLM_MODEL`, `LLM_PREMIUM_MODEL`,
+ * `LLM_MAX_TOKENS` (1024) and `LLM_TIMEOUT_MS` (60 s).
+ *
+ * @example
+ * ```ts
+ * import { loadConfig } from "@homelab/handler-base/config";
+ * import { llmClientFromConfig, llmConfigSpec } from "@homelab/handler-base/clients/llm";
+ *
+ * const config = loadConfig(llmConfigSpec, { LLM_MODEL: "qwen" });
+ * console.log(config.vllmUrl, config.llmMaxTokens); // "http://llm-draft.ai-ml.svc.cluster.local:8000" 1024
+ * const llm = llmClientFromConfig(config);
+ * console.log(typeof llm.generate); // "function"
+ * ```
+ */
+export const llmConfigSpec: LlmConfigSpec = Object.freeze({
+  vllmUrl: backendUrlVar("VLLM_URL", "http://llm-draft.ai-ml.svc.cluster.local:8000"),
+  llmModel: envVar.string("LLM_MODEL"),
+  llmPremiumModel: envVar.string("LLM_PREMIUM_MODEL"),
+  llmMaxTokens: envVar.int("LLM_MAX_TOKENS", { default: 1024, min: 1 }),
+  llmTimeoutMs: envVar.duration("LLM_TIMEOUT_MS", { default: 60_000 }),
+});
+
+/**
+ * The LLM client a loaded {@linkcode llmConfigSpec} describes.
+ *
+ * @param config The loaded variables (a service's config that includes the spec).
+ * @param options The logger.
+ * @returns The client.
+ *
+ * @example
+ * ```ts
+ * import { loadConfig } from "@homelab/handler-base/config";
+ * import { llmClientFromConfig, llmConfigSpec } from "@homelab/handler-base/clients/llm";
+ *
+ * const llm = llmClientFromConfig(loadConfig(llmConfigSpec, {}));
+ * console.log(typeof llm.stream); // "function"
+ * ```
+ */
+export function llmClientFromConfig(
+  config: Config<LlmConfigSpec>,
+  options: ClientFromConfigOptions = {},
+): LlmClient {
+  return createLlmClient({
+    ...options,
+    baseUrl: config.vllmUrl,
+    timeoutMs: config.llmTimeoutMs,
+    maxTokens: config.llmMaxTokens,
+    ...(config.llmModel ? { model: config.llmModel } : {}),
+    ...(config.llmPremiumModel ? { premiumModel: config.llmPremiumModel } : {}),
+  });
 }

@@ -22,8 +22,9 @@
  *
  * @module
  */
+import { type Config, envVar, type VarSpec } from "../config.ts";
 import { BackendError, InvalidArgumentError, InvalidResponseError } from "../errors.ts";
-import { type ClientOptions, createHttpClient } from "./http.ts";
+import { type ClientFromConfigOptions, type ClientOptions, createHttpClient } from "./http.ts";
 import { isRecord } from "./_json.ts";
 
 /** The metric of a vector index. */
@@ -219,4 +220,92 @@ export function createMilvusClient(options: MilvusClientOptions): MilvusClient {
       return hits.sort((a, b) => b.score - a.score);
     },
   };
+}
+
+/** The type of {@linkcode milvusConfigSpec}. */
+export type MilvusConfigSpec = {
+  /** `MILVUS_HOST`: Milvus's host name (or a URL with its scheme). */
+  readonly milvusHost: VarSpec<string>;
+  /** `MILVUS_PORT`: Milvus's port (its REST API). */
+  readonly milvusPort: VarSpec<number>;
+  /** `MILVUS_TOKEN`: Milvus's token (secret). */
+  readonly milvusToken: VarSpec<string | undefined>;
+  /** `MILVUS_TIMEOUT_MS`: one search. */
+  readonly milvusTimeoutMs: VarSpec<number>;
+  /** `COLLECTION_NAME`: the collection of requests that name none. */
+  readonly collection: VarSpec<string>;
+};
+
+/**
+ * Milvus's variables, declared once for every service that uses it:
+ * `MILVUS_HOST`, `MILVUS_PORT`, `MILVUS_TOKEN` (secret), `MILVUS_TIMEOUT_MS`
+ * (10 s) and `COLLECTION_NAME` (`knowledge_base`), with the defaults of
+ * SYSTEM.md section 6.
+ *
+ * @example
+ * ```ts
+ * import { loadConfig } from "@homelab/handler-base/config";
+ * import { milvusConfigSpec } from "@homelab/handler-base/clients/milvus";
+ *
+ * const config = loadConfig(milvusConfigSpec, {});
+ * console.log(config.milvusPort, config.collection); // 19530 "knowledge_base"
+ * ```
+ */
+export const milvusConfigSpec: MilvusConfigSpec = Object.freeze({
+  milvusHost: envVar.string("MILVUS_HOST", { default: "milvus.ai-ml.svc.cluster.local" }),
+  milvusPort: envVar.int("MILVUS_PORT", { default: 19530, min: 1, max: 65535 }),
+  milvusToken: envVar.string("MILVUS_TOKEN", { secret: true }),
+  milvusTimeoutMs: envVar.duration("MILVUS_TIMEOUT_MS", { default: 10_000 }),
+  collection: envVar.string("COLLECTION_NAME", { default: "knowledge_base" }),
+});
+
+/**
+ * The base URL of Milvus's REST API from `MILVUS_HOST` (a host name, or a URL
+ * with its scheme) and `MILVUS_PORT`.
+ *
+ * @param host The host name or URL.
+ * @param port The port.
+ * @returns The origin, such as `http://milvus:19530`.
+ *
+ * @example
+ * ```ts
+ * import { milvusBaseUrl } from "@homelab/handler-base/clients/milvus";
+ *
+ * console.log(milvusBaseUrl("127.0.0.1", 19530)); // "http://127.0.0.1:19530"
+ * console.log(milvusBaseUrl("https://milvus.example.com", 443)); // "https://milvus.example.com"
+ * ```
+ */
+export function milvusBaseUrl(host: string, port: number): string {
+  const url = new URL(/^https?:\/\//.test(host) ? host : `http://${host}`);
+  url.port = String(port);
+  return url.origin;
+}
+
+/**
+ * The Milvus client a loaded {@linkcode milvusConfigSpec} describes.
+ *
+ * @param config The loaded variables.
+ * @param options The logger.
+ * @returns The client.
+ *
+ * @example
+ * ```ts
+ * import { loadConfig } from "@homelab/handler-base/config";
+ * import { milvusClientFromConfig, milvusConfigSpec } from "@homelab/handler-base/clients/milvus";
+ *
+ * const milvus = milvusClientFromConfig(loadConfig(milvusConfigSpec, {}));
+ * console.log(typeof milvus.search); // "function"
+ * ```
+ */
+export function milvusClientFromConfig(
+  config: Config<MilvusConfigSpec>,
+  options: ClientFromConfigOptions = {},
+): MilvusClient {
+  return createMilvusClient({
+    ...options,
+    baseUrl: milvusBaseUrl(config.milvusHost, config.milvusPort),
+    timeoutMs: config.milvusTimeoutMs,
+    collection: config.collection,
+    ...(config.milvusToken ? { token: config.milvusToken } : {}),
+  });
 }

@@ -36,10 +36,27 @@ import {
   trace,
   type Tracer,
 } from "@opentelemetry/api";
+import type { Config } from "../config.ts";
 import { InvalidArgumentError } from "../errors.ts";
-import type { EmbeddingsClient } from "./embeddings.ts";
-import type { MilvusClient } from "./milvus.ts";
-import type { RerankerClient } from "./reranker.ts";
+import {
+  type EmbeddingsClient,
+  embeddingsClientFromConfig,
+  type EmbeddingsConfigSpec,
+  embeddingsConfigSpec,
+} from "./embeddings.ts";
+import type { ClientFromConfigOptions } from "./http.ts";
+import {
+  type MilvusClient,
+  milvusClientFromConfig,
+  type MilvusConfigSpec,
+  milvusConfigSpec,
+} from "./milvus.ts";
+import {
+  type RerankerClient,
+  rerankerClientFromConfig,
+  type RerankerConfigSpec,
+  rerankerConfigSpec,
+} from "./reranker.ts";
 
 /** The clients {@linkcode retrieve} uses. */
 export interface RagClients {
@@ -202,4 +219,52 @@ async function inSpan<T>(
     span.setAttribute("rag.duration_ms", Math.round((performance.now() - started) * 100) / 100);
     span.end();
   }
+}
+
+/** The type of {@linkcode ragConfigSpec}. */
+export type RagConfigSpec = EmbeddingsConfigSpec & MilvusConfigSpec & RerankerConfigSpec;
+
+/**
+ * The variables of retrieval, for a service that does RAG: the embedder's,
+ * Milvus's (with `COLLECTION_NAME`) and the reranker's.
+ *
+ * @example
+ * ```ts
+ * import { configVarNames } from "@homelab/handler-base/config";
+ * import { ragConfigSpec } from "@homelab/handler-base/clients/rag";
+ *
+ * console.log(configVarNames(ragConfigSpec).includes("COLLECTION_NAME")); // true
+ * ```
+ */
+export const ragConfigSpec: RagConfigSpec = Object.freeze({
+  ...embeddingsConfigSpec,
+  ...milvusConfigSpec,
+  ...rerankerConfigSpec,
+});
+
+/**
+ * The clients {@linkcode retrieve} uses, as a loaded {@linkcode ragConfigSpec} describes them.
+ *
+ * @param config The loaded variables.
+ * @param options The logger.
+ * @returns The embeddings, Milvus and reranker clients.
+ *
+ * @example
+ * ```ts
+ * import { loadConfig } from "@homelab/handler-base/config";
+ * import { ragClientsFromConfig, ragConfigSpec } from "@homelab/handler-base/clients/rag";
+ *
+ * const clients = ragClientsFromConfig(loadConfig(ragConfigSpec, {}));
+ * console.log(Object.keys(clients).join(",")); // "embeddings,milvus,reranker"
+ * ```
+ */
+export function ragClientsFromConfig(
+  config: Config<RagConfigSpec>,
+  options: ClientFromConfigOptions = {},
+): Required<RagClients> {
+  return {
+    embeddings: embeddingsClientFromConfig(config, options),
+    milvus: milvusClientFromConfig(config, options),
+    reranker: rerankerClientFromConfig(config, options),
+  };
 }

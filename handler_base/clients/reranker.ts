@@ -21,8 +21,14 @@
  *
  * @module
  */
+import { type Config, envVar, type VarSpec } from "../config.ts";
 import { BackendError, InvalidResponseError } from "../errors.ts";
-import { type ClientOptions, createHttpClient } from "./http.ts";
+import {
+  backendUrlVar,
+  type ClientFromConfigOptions,
+  type ClientOptions,
+  createHttpClient,
+} from "./http.ts";
 import { isRecord } from "./_json.ts";
 
 /** The request shapes a reranker may speak. */
@@ -192,4 +198,59 @@ function toResult(item: unknown, scoreField: string, count: number): RerankResul
     );
   }
   return { index, score };
+}
+
+/** The type of {@linkcode rerankerConfigSpec}. */
+export type RerankerConfigSpec = {
+  /** `RERANKER_URL`: the reranker server. */
+  readonly rerankerUrl: VarSpec<string>;
+  /** `RERANKER_TIMEOUT_MS`: one call. */
+  readonly rerankerTimeoutMs: VarSpec<number>;
+};
+
+/**
+ * The reranker's variables, declared once for every service that uses it:
+ * `RERANKER_URL` (SYSTEM.md section 6) and `RERANKER_TIMEOUT_MS` (10 s).
+ *
+ * @example
+ * ```ts
+ * import { loadConfig } from "@homelab/handler-base/config";
+ * import { rerankerConfigSpec } from "@homelab/handler-base/clients/reranker";
+ *
+ * console.log(loadConfig(rerankerConfigSpec, {}).rerankerTimeoutMs); // 10000
+ * ```
+ */
+export const rerankerConfigSpec: RerankerConfigSpec = Object.freeze({
+  rerankerUrl: backendUrlVar("RERANKER_URL", "http://reranker-predictor.ai-ml.svc.cluster.local"),
+  rerankerTimeoutMs: envVar.duration("RERANKER_TIMEOUT_MS", { default: 10_000 }),
+});
+
+/**
+ * The reranker client a loaded {@linkcode rerankerConfigSpec} describes.
+ *
+ * @param config The loaded variables.
+ * @param options The logger.
+ * @returns The client.
+ *
+ * @example
+ * ```ts
+ * import { loadConfig } from "@homelab/handler-base/config";
+ * import {
+ *   rerankerClientFromConfig,
+ *   rerankerConfigSpec,
+ * } from "@homelab/handler-base/clients/reranker";
+ *
+ * const reranker = rerankerClientFromConfig(loadConfig(rerankerConfigSpec, {}));
+ * console.log(typeof reranker.rerank); // "function"
+ * ```
+ */
+export function rerankerClientFromConfig(
+  config: Config<RerankerConfigSpec>,
+  options: ClientFromConfigOptions = {},
+): RerankerClient {
+  return createRerankerClient({
+    ...options,
+    baseUrl: config.rerankerUrl,
+    timeoutMs: config.rerankerTimeoutMs,
+  });
 }

@@ -20,8 +20,14 @@
  *
  * @module
  */
+import { type Config, envVar, type VarSpec } from "../config.ts";
 import { InvalidArgumentError, InvalidResponseError } from "../errors.ts";
-import { type ClientOptions, createHttpClient } from "./http.ts";
+import {
+  backendUrlVar,
+  type ClientFromConfigOptions,
+  type ClientOptions,
+  createHttpClient,
+} from "./http.ts";
 import { isWav, parseWav, type WavHeaderOptions, wrapPcmAsWav } from "./wav.ts";
 import { isRecord } from "./_json.ts";
 
@@ -145,4 +151,61 @@ export function createSttClient(options: SttClientOptions): SttClient {
       return result;
     },
   };
+}
+
+/** The type of {@linkcode sttConfigSpec}. */
+export type SttConfigSpec = {
+  /** `WHISPER_URL`: the OpenAI-compatible transcription server. */
+  readonly whisperUrl: VarSpec<string>;
+  /** `WHISPER_MODEL`: the `model` form field. */
+  readonly whisperModel: VarSpec<string>;
+  /** `WHISPER_TIMEOUT_MS`: one transcription. */
+  readonly whisperTimeoutMs: VarSpec<number>;
+};
+
+/**
+ * The STT backend's variables, declared once for every service that uses
+ * it: `WHISPER_URL` (SYSTEM.md section 6), `WHISPER_MODEL` (`whisper-1`) and
+ * `WHISPER_TIMEOUT_MS` (60 s).
+ *
+ * @example
+ * ```ts
+ * import { loadConfig } from "@homelab/handler-base/config";
+ * import { sttConfigSpec } from "@homelab/handler-base/clients/stt";
+ *
+ * console.log(loadConfig(sttConfigSpec, {}).whisperUrl); // "http://whisper-predictor.ai-ml.svc.cluster.local"
+ * ```
+ */
+export const sttConfigSpec: SttConfigSpec = Object.freeze({
+  whisperUrl: backendUrlVar("WHISPER_URL", "http://whisper-predictor.ai-ml.svc.cluster.local"),
+  whisperModel: envVar.string("WHISPER_MODEL", { default: "whisper-1" }),
+  whisperTimeoutMs: envVar.duration("WHISPER_TIMEOUT_MS", { default: 60_000 }),
+});
+
+/**
+ * The STT client a loaded {@linkcode sttConfigSpec} describes.
+ *
+ * @param config The loaded variables.
+ * @param options The logger.
+ * @returns The client.
+ *
+ * @example
+ * ```ts
+ * import { loadConfig } from "@homelab/handler-base/config";
+ * import { sttClientFromConfig, sttConfigSpec } from "@homelab/handler-base/clients/stt";
+ *
+ * const stt = sttClientFromConfig(loadConfig(sttConfigSpec, {}));
+ * console.log(typeof stt.transcribe); // "function"
+ * ```
+ */
+export function sttClientFromConfig(
+  config: Config<SttConfigSpec>,
+  options: ClientFromConfigOptions = {},
+): SttClient {
+  return createSttClient({
+    ...options,
+    baseUrl: config.whisperUrl,
+    model: config.whisperModel,
+    timeoutMs: config.whisperTimeoutMs,
+  });
 }

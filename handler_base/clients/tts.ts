@@ -31,8 +31,14 @@
  *
  * @module
  */
+import { type Config, envVar, type VarSpec } from "../config.ts";
 import { InvalidArgumentError, InvalidResponseError } from "../errors.ts";
-import { type ClientOptions, createHttpClient } from "./http.ts";
+import {
+  backendUrlVar,
+  type ClientFromConfigOptions,
+  type ClientOptions,
+  createHttpClient,
+} from "./http.ts";
 import { isWav, parseWav, type PcmFormat } from "./wav.ts";
 import { isNumberArray, isRecord } from "./_json.ts";
 
@@ -450,4 +456,73 @@ function wavFormat(audio: Uint8Array): AudioFormat {
   } catch (error) {
     throw new InvalidResponseError(BACKEND, "the audio is not a valid WAV file", { cause: error });
   }
+}
+
+/** The type of {@linkcode ttsConfigSpec}. */
+export type TtsConfigSpec = {
+  /** `TTS_URL`: the TTS server. */
+  readonly ttsUrl: VarSpec<string>;
+  /** `TTS_API`: `xtts` (the XTTS streaming server) or `openai` (`/v1/audio/speech`). */
+  readonly ttsApi: VarSpec<TtsApi>;
+  /** `TTS_TIMEOUT_MS`: one synthesis (for streams: the head and each wait for a chunk). */
+  readonly ttsTimeoutMs: VarSpec<number>;
+};
+
+/**
+ * The TTS backend's variables, declared once for every service that uses it:
+ * `TTS_URL` (SYSTEM.md section 6), `TTS_API` (`xtts`) and `TTS_TIMEOUT_MS`
+ * (60 s).
+ *
+ * @example
+ * ```ts
+ * import { loadConfig } from "@homelab/handler-base/config";
+ * import { ttsConfigSpec } from "@homelab/handler-base/clients/tts";
+ *
+ * console.log(loadConfig(ttsConfigSpec, { TTS_API: "openai" }).ttsApi); // "openai"
+ * ```
+ */
+export const ttsConfigSpec: TtsConfigSpec = Object.freeze({
+  ttsUrl: backendUrlVar("TTS_URL", "http://tts-predictor.ai-ml.svc.cluster.local"),
+  ttsApi: envVar.oneOf("TTS_API", ["xtts", "openai"], { default: "xtts" }),
+  ttsTimeoutMs: envVar.duration("TTS_TIMEOUT_MS", { default: 60_000 }),
+});
+
+/** Options of {@linkcode ttsClientFromConfig}. */
+export interface TtsClientFromConfigOptions extends ClientFromConfigOptions {
+  /**
+   * The built-in speaker of calls that name none.
+   *
+   * @default the backend's first studio speaker (XTTS) or "alloy" (OpenAI)
+   */
+  defaultSpeaker?: string | undefined;
+}
+
+/**
+ * The TTS client a loaded {@linkcode ttsConfigSpec} describes.
+ *
+ * @param config The loaded variables.
+ * @param options The logger and the default speaker.
+ * @returns The client.
+ *
+ * @example
+ * ```ts
+ * import { loadConfig } from "@homelab/handler-base/config";
+ * import { ttsClientFromConfig, ttsConfigSpec } from "@homelab/handler-base/clients/tts";
+ *
+ * const tts = ttsClientFromConfig(loadConfig(ttsConfigSpec, {}));
+ * console.log(tts.api); // "xtts"
+ * ```
+ */
+export function ttsClientFromConfig(
+  config: Config<TtsConfigSpec>,
+  options: TtsClientFromConfigOptions = {},
+): TtsClient {
+  const { defaultSpeaker, logger } = options;
+  return createTtsClient({
+    ...(logger ? { logger } : {}),
+    baseUrl: config.ttsUrl,
+    api: config.ttsApi,
+    timeoutMs: config.ttsTimeoutMs,
+    ...(defaultSpeaker ? { defaultSpeaker } : {}),
+  });
 }

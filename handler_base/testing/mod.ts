@@ -20,8 +20,11 @@
  *
  * @module
  */
+export * from "./call_endpoint.ts";
+export * from "./collect.ts";
 export * from "./fake_backends.ts";
 export * from "./nats_server.ts";
 export * from "./otlp_receiver.ts";
 export * from "./ports.ts";
 export * from "./service_process.ts";
+export * from "./test_service.ts";

@@ -1,12 +1,11 @@
 import assert from "node:assert/strict";
 import { ConfigError, configVarNames, loadConfig } from "@homelab/handler-base/config";
-import {
-  chatClientsFromConfig,
-  chatConfigSpec,
-  chatHandlerOptionsFromConfig,
-  milvusBaseUrl,
-} from "./config.ts";
+import { milvusBaseUrl } from "@homelab/handler-base/clients/milvus";
+import { chatClientsFromConfig, chatHandlerOptionsFromConfig } from "./config.ts";
+import { chatService } from "./service.ts";
 import { DEFAULT_SYSTEM_PROMPT } from "./prompt.ts";
+
+const chatConfigSpec = chatService.spec;
 
 const DENO_JSON = new URL("../../deno.json", import.meta.url);
 

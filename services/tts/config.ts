@@ -1,38 +1,33 @@
 /**
- * The environment of tts-module: the NATS and runtime variables every service
- * reads, the consume mode (`CONSUME_MODE`: core queue subscription or a
- * durable JetStream consumer on `AI_VOICE_STREAM`), the TTS backend, the
- * voice registry and the request limits.
+ * The variables of tts-module besides those every service reads (NATS,
+ * runtime, consume mode: see `@homelab/handler-base/main`): the TTS
+ * backend's (`TTS_URL`, `TTS_API`, `TTS_TIMEOUT_MS`, declared by its client
+ * module), the voice registry and the request limits.
  *
- * Loading needs `--allow-env` for exactly `configVarNames(ttsConfigSpec)`
+ * Loading needs `--allow-env` for exactly `configVarNames(ttsService.spec)`
  * (the `tts-module` permission set of the root `deno.json`). Importing this
  * module reads nothing.
  *
  * @example Load with defaults
  * ```ts
  * import { loadConfig } from "@homelab/handler-base/config";
- * import { ttsConfigSpec } from "./config.ts";
+ * import { ttsModuleConfigSpec } from "./config.ts";
  *
- * const config = loadConfig(ttsConfigSpec, { TTS_MAX_CHARS: "2000" });
+ * const config = loadConfig(ttsModuleConfigSpec, { TTS_MAX_CHARS: "2000" });
  * console.log(config.ttsMaxChars, config.ttsMaxConcurrency); // 2000 4
  * ```
  *
  * @module
  */
-import {
-  type Config,
-  envVar,
-  natsConfigSpec,
-  runtimeConfigSpec,
-} from "@homelab/handler-base/config";
-import { consumeConfigSpec } from "@homelab/handler-base/jetstream";
+import { ttsConfigSpec } from "@homelab/handler-base/clients/tts";
+import { envVar } from "@homelab/handler-base/config";
 
 /** The default of `TTS_URL` (SYSTEM.md section 6). */
 export const DEFAULT_TTS_URL = "http://tts-predictor.ai-ml.svc.cluster.local";
 
 /**
  * The variables of tts-module, besides the NATS, runtime and consume-mode
- * (`CONSUME_MODE`, ...) families:
+ * families:
  * - `TTS_URL`, `TTS_API` (`xtts` or `openai`), `TTS_TIMEOUT_MS` (one backend
  *   call; for a stream, the head and each wait for a chunk);
  * - `TTS_DEFAULT_SPEAKER`: the built-in speaker of requests that name none or
@@ -47,18 +42,13 @@ export const DEFAULT_TTS_URL = "http://tts-predictor.ai-ml.svc.cluster.local";
  * @example List the names for `--allow-env`
  * ```ts
  * import { configVarNames } from "@homelab/handler-base/config";
- * import { ttsConfigSpec } from "./config.ts";
+ * import { ttsModuleConfigSpec } from "./config.ts";
  *
- * console.log(configVarNames(ttsConfigSpec).includes("TTS_VOICES_DIR")); // true
+ * console.log(configVarNames(ttsModuleConfigSpec).includes("TTS_VOICES_DIR")); // true
  * ```
  */
-export const ttsConfigSpec = {
-  ...natsConfigSpec,
-  ...runtimeConfigSpec,
-  ...consumeConfigSpec,
-  ttsUrl: envVar.url("TTS_URL", { default: DEFAULT_TTS_URL, schemes: ["http", "https"] }),
-  ttsApi: envVar.oneOf("TTS_API", ["xtts", "openai"], { default: "xtts" }),
-  ttsTimeoutMs: envVar.duration("TTS_TIMEOUT_MS", { default: 60_000 }),
+export const ttsModuleConfigSpec = {
+  ...ttsConfigSpec,
   ttsDefaultSpeaker: envVar.string("TTS_DEFAULT_SPEAKER"),
   ttsVoicesDir: envVar.string("TTS_VOICES_DIR"),
   ttsVoicesRefreshMs: envVar.duration("TTS_VOICES_REFRESH_MS", { default: 60_000 }),
@@ -70,6 +60,3 @@ export const ttsConfigSpec = {
   ttsMaxConcurrency: envVar.int("TTS_MAX_CONCURRENCY", { default: 4, min: 1, max: 1024 }),
   ttsRequestTimeoutMs: envVar.duration("TTS_REQUEST_TIMEOUT_MS", { default: 300_000 }),
 };
-
-/** The loaded configuration of tts-module. */
-export type TtsConfig = Config<typeof ttsConfigSpec>;

@@ -1,6 +1,9 @@
 import assert from "node:assert/strict";
 import { ConfigError, configVarNames, loadConfig } from "@homelab/handler-base/config";
-import { DEFAULT_TTS_URL, ttsConfigSpec } from "./config.ts";
+import { DEFAULT_TTS_URL } from "./config.ts";
+import { ttsService } from "./service.ts";
+
+const ttsConfigSpec = ttsService.spec;
 
 Deno.test("the tts-module permission set allows exactly the variables the config reads", async () => {
   const denoJson = JSON.parse(

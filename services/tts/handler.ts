@@ -60,6 +60,7 @@ import { defineEndpoint, type Endpoint, type HandlerContext } from "@homelab/han
 import {
   AudioEncoding,
   create,
+  EmptySchema,
   TTSAudioChunkSchema,
   type TTSFullResponse,
   TTSFullResponseSchema,
@@ -461,7 +462,7 @@ export function createTtsEndpoints(options: TtsEndpointsOptions): Endpoint[] {
   const list = ignoringPayload(defineEndpoint({
     subject: TTS_VOICES_LIST_SUBJECT,
     name: "voices-list",
-    request: TTSRequestSchema,
+    request: EmptySchema,
     response: TTSVoiceListResponseSchema,
     handle: () =>
       Promise.resolve({
@@ -476,7 +477,7 @@ export function createTtsEndpoints(options: TtsEndpointsOptions): Endpoint[] {
     subject: TTS_VOICES_REFRESH_SUBJECT,
     name: "voices-refresh",
     queue: false,
-    request: TTSRequestSchema,
+    request: EmptySchema,
     response: TTSVoiceRefreshResponseSchema,
     async handle(_request, ctx) {
       const found = await voices.refresh({ signal: ctx.signal });

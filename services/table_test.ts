@@ -1,0 +1,40 @@
+import assert from "node:assert/strict";
+import { configVarNames } from "@homelab/handler-base/config";
+import { SERVICES } from "./table.ts";
+
+const ROOT = new URL("../", import.meta.url);
+const { permissions } = JSON.parse(await Deno.readTextFile(new URL("deno.json", ROOT)));
+
+for (const service of SERVICES) {
+  Deno.test(`${service.name}: its permission set allows exactly the variables it reads`, async () => {
+    const definition = await service.load();
+    assert.equal(definition.name, service.name);
+    const set = permissions[service.name];
+    assert.ok(set, `deno.json has no "${service.name}" permission set`);
+    assert.deepEqual(set.env, configVarNames(definition.spec), "run `deno task permissions`");
+    for (const host of ["127.0.0.1", "localhost", "0.0.0.0", "nats.ai-ml.svc.cluster.local:4222"]) {
+      assert.ok(set.net.includes(host), `${service.name} cannot reach ${host}`);
+    }
+  });
+
+  Deno.test(`${service.name}: the entry file only documents and calls serviceMain`, async () => {
+    const source = await Deno.readTextFile(new URL(service.entry, ROOT));
+    const code = source.replace(/\/\*\*[\s\S]*?\*\//, "").split("\n").filter((l) => l.trim());
+    assert.ok(code.length <= 4, `${service.entry} has ${code.length} lines of code`);
+    assert.match(source, /@module/);
+    assert.match(source, /if \(import\.meta\.main\) await serviceMain\(\w+\);/);
+  });
+}
+
+Deno.test("services/table.ts prints one line per service for shell scripts", async () => {
+  const { stdout, success } = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--no-prompt", new URL("table.ts", import.meta.url).pathname],
+    stdout: "piped",
+    stderr: "inherit",
+  }).output();
+  assert.ok(success);
+  assert.deepEqual(
+    new TextDecoder().decode(stdout).trim().split("\n"),
+    SERVICES.map((s) => `${s.name} ${s.entry}`),
+  );
+});
