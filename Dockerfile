@@ -1,10 +1,13 @@
 # One image per service, compiled by `deno compile` into a standalone binary with the
-# service's permission set from deno.json, on a distroless base.
+# service's permission set from deno.json, on a distroless base. SERVICE and ENTRY are a row of
+# `deno run services/table.ts` (plus `ensure-streams scripts/ensure_streams.ts`, the streams Job):
 #
-#   docker build --build-arg SERVICE=chat-handler --build-arg ENTRY=services/chat.ts -t chat-handler .
-#   docker build --build-arg SERVICE=tts-module   --build-arg ENTRY=services/tts.ts  -t tts-module .
+#   deno run services/table.ts | while read -r service entry; do
+#     docker build --build-arg SERVICE="$service" --build-arg ENTRY="$entry" -t "$service" .
+#   done
 #
-# scripts/compile.sh runs the same compile step outside Docker.
+# scripts/compile.sh runs the same compile step outside Docker. The V8 heap is sized per
+# Deployment by DENO_V8_FLAGS (k8s/, from the container's memory limit).
 ARG DENO_VERSION=2.9.6
 
 FROM denoland/deno:${DENO_VERSION} AS build
@@ -14,6 +17,7 @@ WORKDIR /src
 COPY deno.json deno.lock ./
 COPY handler_base/ handler_base/
 COPY services/ services/
+COPY scripts/ensure_streams.ts scripts/
 RUN deno install --frozen --entrypoint "${ENTRY}"
 RUN deno compile --frozen --no-prompt -P="${SERVICE}" --output /out/service "${ENTRY}"
 

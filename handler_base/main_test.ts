@@ -107,19 +107,3 @@ Deno.test("serviceMain() serves until the signal, disposes, then exits 0", async
   assert.equal(run.code, EXIT_CODES.ok);
   assert.ok(disposed);
 });
-
-Deno.test("an entry file run without its permission set exits 77 with one line naming the set", async () => {
-  const entry = new URL("../services/tts.ts", import.meta.url).pathname;
-  const { code, stderr } = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--no-prompt", "--allow-net", entry],
-    clearEnv: true,
-    env: { PATH: Deno.env.get("PATH") ?? "", HOME: Deno.env.get("HOME") ?? "" },
-    stdout: "null",
-    stderr: "piped",
-  }).output();
-  const lines = new TextDecoder().decode(stderr).trim().split("\n");
-  assert.equal(code, EXIT_CODES.noPermission);
-  assert.equal(lines.length, 1, lines.join("\n"));
-  assert.match(lines[0]!, /^Cannot start tts-module: no permission to read \d+ of its/);
-  assert.match(lines[0]!, /deno run -P=tts-module services\/tts\.ts$/);
-});

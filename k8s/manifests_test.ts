@@ -1,20 +1,82 @@
 import assert from "node:assert/strict";
+import { configVarNames } from "@homelab/handler-base/config";
+import { parseAllDocuments } from "yaml";
+import { renderManifests } from "../scripts/manifests.ts";
+import { SERVICES } from "../services/table.ts";
 
 const root = new URL("../", import.meta.url);
-const permissions: Record<string, { env: string[] }> = JSON.parse(
-  await Deno.readTextFile(new URL("deno.json", root)),
-).permissions;
 
-for (const service of ["chat-handler", "tts-module"]) {
-  Deno.test(`k8s/${service}.yaml sets only variables the service may read`, async () => {
-    const manifest = await Deno.readTextFile(new URL(`k8s/${service}.yaml`, root));
-    const names = [...manifest.matchAll(/name: ([A-Z][A-Z0-9_]+),/g)].map((m) => m[1]!);
-    assert.ok(names.includes("NATS_URL") && names.includes("CONSUME_MODE"), names.join());
-    // OTEL_* are read by Deno itself, outside the permission system.
-    const undeclared = names.filter((n) =>
-      !n.startsWith("OTEL_") && !permissions[service]!.env.includes(n)
-    );
-    assert.deepEqual(undeclared, []);
-    assert.match(manifest, new RegExp(`consumer: ${service}\\b`));
-  });
+// deno-lint-ignore no-explicit-any
+type Manifest = Record<string, any>;
+
+async function rendered(): Promise<Manifest[]> {
+  const { code, stdout, stderr } = await new Deno.Command("kubectl", {
+    args: ["kustomize", new URL("k8s/", root).pathname],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(code, 0, new TextDecoder().decode(stderr));
+  return parseAllDocuments(new TextDecoder().decode(stdout)).map((d) => d.toJS() as Manifest);
 }
+
+function find(all: Manifest[], kind: string, name: string): Manifest {
+  const found = all.find((m) => m.kind === kind && m.metadata?.name === name);
+  assert.ok(found, `no ${kind} ${name} in the rendered manifests`);
+  return found;
+}
+
+Deno.test("k8s/ is what scripts/manifests.ts makes of the service table", async () => {
+  for (const [path, content] of await renderManifests()) {
+    const current = await Deno.readTextFile(new URL(path, root)).catch(() => "(missing)");
+    assert.equal(current, content, `${path} is stale: run \`deno task manifests\``);
+  }
+});
+
+Deno.test("kubectl kustomize k8s/ renders every service hardened, probed and scaled", async () => {
+  const all = await rendered();
+  assert.ok(all.every((m) => m.kind === "Namespace" || m.metadata.namespace === "ai-ml"));
+  const backends = find(all, "ConfigMap", "ai-backends");
+  assert.equal(backends.data.VLLM_URL, "http://llm-draft.ai-ml.svc.cluster.local:8000");
+  find(all, "Job", "ensure-streams");
+  for (const service of SERVICES) {
+    const definition = await service.load();
+    const declared = new Set(configVarNames(definition.spec));
+    const pod = find(all, "Deployment", service.name).spec.template.spec;
+    const [container] = pod.containers;
+    const env: Manifest[] = container.env;
+    // Deno reads OTEL_* and DENO_V8_FLAGS itself, outside the permission system.
+    const undeclared = env.map((e) => e.name).filter((n: string) =>
+      !declared.has(n) && !n.startsWith("OTEL_") && n !== "DENO_V8_FLAGS"
+    );
+    assert.deepEqual(undeclared, [], `${service.name} sets variables it may not read`);
+    const value = (name: string) => env.find((e) => e.name === name)?.value;
+    assert.equal(value("CONSUME_MODE"), "jetstream");
+    for (const secret of ["NATS_USER", "NATS_PASSWORD"]) {
+      const ref = env.find((e) => e.name === secret);
+      assert.ok(ref?.valueFrom?.secretKeyRef && ref.value === undefined, `${secret} inline`);
+    }
+    assert.equal(container.livenessProbe.httpGet.path, "/health");
+    assert.equal(container.readinessProbe.httpGet.path, "/ready");
+    const limitMiB = Number(container.resources.limits.memory.replace("Mi", ""));
+    assert.ok(container.resources.requests.cpu && container.resources.requests.memory);
+    const heapMiB = Number(value("DENO_V8_FLAGS")?.match(/--max-old-space-size=(\d+)/)?.[1]);
+    assert.ok(heapMiB > 0 && heapMiB < limitMiB, `${service.name}: heap ${heapMiB} of ${limitMiB}`);
+    assert.equal(pod.securityContext.runAsNonRoot, true);
+    assert.equal(pod.securityContext.seccompProfile.type, "RuntimeDefault");
+    assert.equal(container.securityContext.readOnlyRootFilesystem, true);
+    assert.equal(container.securityContext.allowPrivilegeEscalation, false);
+    assert.deepEqual(container.securityContext.capabilities.drop, ["ALL"]);
+    const tmp = container.volumeMounts.find((m: Manifest) => m.mountPath === "/tmp");
+    assert.ok(pod.volumes.find((v: Manifest) => v.name === tmp?.name)?.emptyDir);
+    assert.ok(pod.terminationGracePeriodSeconds > Number(value("SHUTDOWN_GRACE_MS")) / 1000);
+    find(all, "PodDisruptionBudget", service.name);
+    const triggers = find(all, "ScaledObject", service.name).spec.triggers;
+    assert.deepEqual(
+      triggers.map((t: Manifest) => [t.type, t.metadata.stream, t.metadata.consumer]),
+      service.deploy.consumers.map((c) => ["nats-jetstream", c.stream, c.durable]),
+    );
+    const egress = find(all, "NetworkPolicy", service.name).spec.egress;
+    const ports = egress.flatMap((rule: Manifest) => rule.ports.map((p: Manifest) => p.port));
+    assert.ok(ports.includes(4222) && ports.includes(53), `${service.name}: ${ports}`);
+  }
+});

@@ -1,11 +1,28 @@
 #!/usr/bin/env bash
-# Compiles every service into a standalone binary under dist/, each with exactly its
-# permission set from deno.json. deno compile downloads its runtime once per version,
-# so this needs a network that reaches Deno's release downloads.
+# Compiles every service of services/table.ts (and the streams tool) into a standalone binary
+# under dist/, each with exactly its permission set from deno.json, and prints each size.
+# deno compile needs Deno's runtime for the target: it downloads it once per version, or takes
+# a local copy from DENORT_BIN. Usage: scripts/compile.sh [service ...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p dist
-declare -A entries=([chat-handler]=services/chat.ts [tts-module]=services/tts.ts)
-for service in "${!entries[@]}"; do
-  deno compile --frozen --no-prompt -P="$service" --output "dist/$service" "${entries[$service]}"
+mapfile -t rows < <(deno run --no-prompt services/table.ts)
+rows+=("ensure-streams scripts/ensure_streams.ts")
+status=0
+for row in "${rows[@]}"; do
+  service=${row%% *}
+  entry=${row#* }
+  if (($#)) && [[ " $* " != *" $service "* ]]; then continue; fi
+  if ! output=$(deno compile --frozen --no-prompt -P="$service" --output "dist/$service" "$entry" 2>&1); then
+    if grep -qiE "download|denort|dns|connect" <<<"$output" && [[ -z ${DENORT_BIN:-} ]]; then
+      echo "Cannot compile $service: Deno's runtime for compile cannot be downloaded here; set DENORT_BIN to a local denort binary" >&2
+      exit 1
+    fi
+    echo "Cannot compile $service:" >&2
+    echo "$output" >&2
+    status=1
+    continue
+  fi
+  printf '%-16s %6s MiB  dist/%s\n' "$service" "$(($(stat -c %s "dist/$service") / 1048576))" "$service"
 done
+exit "$status"

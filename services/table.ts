@@ -17,12 +17,56 @@
  */
 import type { ServiceDefinition } from "@homelab/handler-base/main";
 
+/** A durable JetStream consumer of a service: what KEDA reads lag from. */
+export interface ConsumerRef {
+  /** The stream (a name of `STREAMS`). */
+  readonly stream: string;
+  /** The durable consumer's name. */
+  readonly durable: string;
+}
+
+/** The subjects a service's NATS user may use, besides its inbox, `$SRV` and JetStream. */
+export interface SubjectRights {
+  /** What it subscribes to, as `subject` or `subject queue` (its inputs). */
+  readonly subscribe: readonly string[];
+  /** What it publishes to (its outputs). */
+  readonly publish: readonly string[];
+}
+
+/** How a service is deployed: what the manifests and the broker's users are made of. */
+export interface DeployProfile {
+  /** The durable consumers of its JetStream consume mode. */
+  readonly consumers: readonly ConsumerRef[];
+  /** The container's memory limit in MiB; the V8 heap is sized from it. */
+  readonly memoryMiB: number;
+  /** The container's memory request in MiB. */
+  readonly memoryRequestMiB: number;
+  /** The container's CPU request, such as `50m`. */
+  readonly cpu: string;
+  /** The shutdown grace (`SHUTDOWN_GRACE_MS`) in the cluster, in seconds. */
+  readonly graceSeconds: number;
+  /** The most replicas KEDA may run. */
+  readonly maxReplicas: number;
+  /** More environment of the Deployment (variables the service declares). */
+  readonly env?: Readonly<Record<string, string>>;
+  /** Read-only volumes from persistent volume claims. */
+  readonly volumes?: readonly { name: string; mountPath: string; claimName: string }[];
+  /** More egress ports beyond NATS and the backends its variables name (a Kubernetes API). */
+  readonly egressPorts?: readonly number[];
+  /** More manifests of its own in `k8s/` (a ServiceAccount and Role). */
+  readonly extraManifests?: readonly string[];
+  /** The broker subjects of its NATS user. */
+  readonly nats: SubjectRights;
+}
+
 /** One service of the project. */
 export interface ServiceEntry {
   /** The service name: its permission set, queue group, durable consumer and manifest. */
   readonly name: string;
   /** The entry file, relative to the repository root. */
   readonly entry: string;
+  /** How it is deployed. */
+  readonly deploy: DeployProfile;
   /** Loads the service's definition (lazily, so that reading the table loads no service). */
   load(): Promise<ServiceDefinition>;
 }
@@ -32,11 +76,52 @@ export const SERVICES: readonly ServiceEntry[] = [
   {
     name: "chat-handler",
     entry: "services/chat.ts",
+    deploy: {
+      consumers: [
+        { stream: "COMPANIONS_CHAT", durable: "chat-handler" },
+        { stream: "COMPANIONS_CHAT", durable: "chat-handler-greeting" },
+      ],
+      memoryMiB: 256,
+      memoryRequestMiB: 96,
+      cpu: "50m",
+      graceSeconds: 120,
+      maxReplicas: 4,
+      nats: {
+        subscribe: [
+          "ai.chat.request chat-handler",
+          "ai.chat.user.*.message chat-handler",
+          "ai.chat.user.*.greeting.request chat-handler",
+        ],
+        publish: [
+          "ai.chat.response.>",
+          "ai.chat.user.*.greeting.response",
+          "dlq.chat-handler.>",
+        ],
+      },
+    },
     load: async () => (await import("./chat/service.ts")).chatService,
   },
   {
     name: "tts-module",
     entry: "services/tts.ts",
+    deploy: {
+      consumers: [{ stream: "AI_VOICE_STREAM", durable: "tts-module" }],
+      memoryMiB: 256,
+      memoryRequestMiB: 128,
+      cpu: "50m",
+      graceSeconds: 320,
+      maxReplicas: 4,
+      env: { TTS_VOICES_DIR: "/voices" },
+      volumes: [{ name: "voices", mountPath: "/voices", claimName: "tts-voices" }],
+      nats: {
+        subscribe: [
+          "ai.voice.tts.request.> tts-module",
+          "ai.voice.tts.voices.list tts-module",
+          "ai.voice.tts.voices.refresh tts-module",
+        ],
+        publish: ["ai.voice.tts.audio.>", "ai.voice.tts.status.>", "dlq.tts-module.>"],
+      },
+    },
     load: async () => (await import("./tts/service.ts")).ttsService,
   },
 ];

@@ -26,6 +26,23 @@ for (const service of SERVICES) {
   });
 }
 
+for (const service of SERVICES) {
+  Deno.test(`${service.name}: run without its permission set, it says in one line what to run`, async () => {
+    const { code, stderr } = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--no-prompt", "--allow-net", new URL(service.entry, ROOT).pathname],
+      clearEnv: true,
+      env: { PATH: Deno.env.get("PATH") ?? "" },
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    const lines = new TextDecoder().decode(stderr).trim().split("\n");
+    assert.equal(code, 77, lines.join("\n"));
+    assert.equal(lines.length, 1, lines.join("\n"));
+    assert.match(lines[0]!, new RegExp(`^Cannot start ${service.name}: no permission to read`));
+    assert.ok(lines[0]!.endsWith(`deno run -P=${service.name} ${service.entry}`), lines[0]);
+  });
+}
+
 Deno.test("services/table.ts prints one line per service for shell scripts", async () => {
   const { stdout, success } = await new Deno.Command(Deno.execPath(), {
     args: ["run", "--no-prompt", new URL("table.ts", import.meta.url).pathname],
