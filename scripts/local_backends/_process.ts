@@ -102,8 +102,11 @@ export async function runProcess(
     stderr: "piped",
   }).spawn();
   let problem: string | undefined;
+  // A killed program's output is dropped: stop reading even if a child of it still holds the pipes.
+  const killed = new AbortController();
   const kill = (why: string | undefined) => {
     problem ??= why;
+    killed.abort();
     try {
       child.kill("SIGKILL");
     } catch {
@@ -120,8 +123,9 @@ export async function runProcess(
         child.stdout,
         maxOutputBytes,
         () => kill(`it wrote more than ${maxOutputBytes} bytes`),
+        killed.signal,
       ),
-      readCapped(child.stderr, 4096, () => {}),
+      readCapped(child.stderr, 4096, () => {}, killed.signal),
       child.status,
       writing.catch(() => {}),
     ]);
@@ -144,16 +148,30 @@ async function writeAll(stream: WritableStream<Uint8Array>, bytes: Uint8Array): 
   }
 }
 
-/** Reads a stream to its end, keeping at most `limit` bytes (the rest is drained). */
+/**
+ * Reads a stream to its end, keeping at most `limit` bytes (the rest is
+ * drained); `stop` ends the reading early.
+ */
 async function readCapped(
   stream: ReadableStream<Uint8Array>,
   limit: number,
   onOverflow: () => void,
+  stop: AbortSignal,
 ): Promise<Uint8Array> {
   const parts: Uint8Array[] = [];
   let total = 0;
   let overflowed = false;
-  for await (const part of stream) {
+  const reader = stream.getReader();
+  while (true) {
+    let result: ReadableStreamReadResult<Uint8Array>;
+    try {
+      result = await abortable(reader.read(), stop);
+    } catch {
+      await reader.cancel().catch(() => {});
+      break;
+    }
+    if (result.done) break;
+    const part = result.value;
     if (total + part.byteLength > limit) {
       if (!overflowed) onOverflow();
       overflowed = true;

@@ -118,7 +118,7 @@ export function splitMarkdown(markdown: string): { title: string; text: string }
       continue;
     }
     if (inCode) {
-      if (line.trim()) lines.push(line.trim());
+      if (line.trim()) lines.push(line.trim().replace(/\s+/g, " "));
       continue;
     }
     const heading = /^(#{1,6})\s+(.*)$/.exec(line);
