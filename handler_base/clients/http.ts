@@ -292,13 +292,18 @@ class CallScope {
   readonly caller: AbortSignal | undefined;
   timedOut = false;
   readonly #controller = new AbortController();
+  readonly #onCallerAbort = () => this.#controller.abort(this.caller?.reason);
   #timer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(caller: AbortSignal | undefined) {
     this.caller = caller;
-    this.signal = caller
-      ? AbortSignal.any([caller, this.#controller.signal])
-      : this.#controller.signal;
+    this.signal = this.#controller.signal;
+    // A listener, not AbortSignal.any(): the caller's signal then holds the
+    // scope strongly. A signal made by any() is held weakly by its sources,
+    // and once fetch's own follower of it is collected, aborting the caller
+    // no longer reaches a body being read.
+    if (caller?.aborted) this.#controller.abort(caller.reason);
+    else caller?.addEventListener("abort", this.#onCallerAbort, { once: true });
   }
 
   arm(ms: number): void {
@@ -315,9 +320,15 @@ class CallScope {
     this.#timer = undefined;
   }
 
-  /** Ends the scope of a call that did not complete: no timer stays behind and the request is closed. */
-  close(): void {
+  /** Ends the scope of a call that completed: no timer or listener stays behind. */
+  release(): void {
     this.disarm();
+    this.caller?.removeEventListener("abort", this.#onCallerAbort);
+  }
+
+  /** Ends the scope of a call that did not complete: released, and the request is closed. */
+  close(): void {
+    this.release();
     this.#controller.abort(new DOMException("The backend call ended", "AbortError"));
   }
 }
@@ -500,7 +511,7 @@ class FetchHttpClient implements HttpClient {
         await response.body?.cancel().catch(() => {});
         throw new InvalidResponseError(this.backend, `the body is larger than ${limit} bytes`);
       }
-      scope.disarm();
+      scope.release();
       return { body, headers: response.headers };
     } catch (error) {
       scope.close();
@@ -635,6 +646,10 @@ class BodyStream implements HttpStream {
     this.#scope = scope;
     this.#idleMs = idleMs;
     this.#toError = toError;
+    // An abort ends a pending read at once, whatever fetch still follows.
+    scope.signal.addEventListener("abort", () => {
+      this.#reader.cancel(scope.signal.reason).catch(() => {});
+    }, { once: true });
   }
 
   async next(): Promise<IteratorResult<Uint8Array, undefined>> {
@@ -642,8 +657,10 @@ class BodyStream implements HttpStream {
     this.#scope.arm(this.#idleMs);
     try {
       const result = await this.#reader.read();
+      if (this.#scope.signal.aborted) throw this.#scope.signal.reason;
       if (!result.done) return result;
       this.#finished = true;
+      this.#scope.release();
       return { done: true, value: undefined };
     } catch (error) {
       this.#finished = true;

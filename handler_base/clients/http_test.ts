@@ -404,3 +404,21 @@ Deno.test("HttpClient redacts bearer tokens it was not told about, but not ordin
   assert.ok(error instanceof BackendError);
   assert.equal(error.excerpt, "Bearer [redacted] is expired; basic checks ran");
 });
+
+Deno.test("HttpClient.stream() stops at the caller's abort even after a garbage collection", async () => {
+  const { stdout, success } = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-net=127.0.0.1",
+      "--v8-flags=--expose-gc",
+      new URL("testdata/abort_after_gc.ts", import.meta.url).pathname,
+    ],
+    stdout: "piped",
+    stderr: "inherit",
+  }).output();
+  assert.ok(success);
+  assert.deepEqual(JSON.parse(new TextDecoder().decode(stdout)), {
+    read: 3,
+    outcome: "aborted: enough",
+  });
+});
