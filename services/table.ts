@@ -39,6 +39,11 @@ export const SERVICES: readonly ServiceEntry[] = [
     entry: "services/tts.ts",
     load: async () => (await import("./tts/service.ts")).ttsService,
   },
+  {
+    name: "pipeline-bridge",
+    entry: "services/pipeline_bridge.ts",
+    load: async () => (await import("./pipeline_bridge/service.ts")).pipelineBridgeService,
+  },
 ];
 
 /**

@@ -57,6 +57,13 @@ import {
 import type { Logger } from "../log.ts";
 import { isRecord } from "./_json.ts";
 
+/**
+ * The API server's name inside a cluster. The in-cluster configuration uses
+ * it rather than the IP in `KUBERNETES_SERVICE_HOST`, so that `--allow-net`
+ * can name the host (the API server's certificate covers it).
+ */
+export const IN_CLUSTER_API_HOST = "kubernetes.default.svc";
+
 /** Where a pod's service-account credentials are mounted. */
 export const SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
 
@@ -476,7 +483,7 @@ export type ArgoConfigSpec = {
   readonly argoNamespace: VarSpec<string>;
   /** `KUBECONFIG`: a kubeconfig file; unset in a pod. */
   readonly kubeconfig: VarSpec<string | undefined>;
-  /** `KUBERNETES_SERVICE_HOST`: the API server in a pod (set by Kubernetes). */
+  /** `KUBERNETES_SERVICE_HOST`: set by Kubernetes in a pod; says the client runs in a cluster. */
   readonly kubernetesServiceHost: VarSpec<string | undefined>;
   /** `KUBERNETES_SERVICE_PORT`: its port. */
   readonly kubernetesServicePort: VarSpec<string | undefined>;
@@ -518,7 +525,8 @@ export interface ArgoFromConfigOptions {
 
 /**
  * The Argo client a loaded {@linkcode argoConfigSpec} describes: `KUBECONFIG`
- * when set, else the pod's service account.
+ * when set, else, in a pod (`KUBERNETES_SERVICE_HOST` is set), the service
+ * account against {@linkcode IN_CLUSTER_API_HOST} on `KUBERNETES_SERVICE_PORT`.
  *
  * @param config The loaded variables.
  * @param options The logger.
@@ -545,7 +553,7 @@ export async function argoClientFromConfig(
       ...(config.kubernetesServiceHost
         ? {
           inCluster: {
-            host: config.kubernetesServiceHost,
+            host: IN_CLUSTER_API_HOST,
             port: config.kubernetesServicePort ?? "443",
           },
         }
