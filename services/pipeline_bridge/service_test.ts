@@ -157,9 +157,11 @@ Deno.test("pipeline-bridge: a duplicate trigger reports the existing run on both
   await using t = await startBridge(engines.env);
   for (const pipeline of ["batch-inference", "voice-pipeline"]) {
     const trigger = { requestId: `dup-${pipeline}`, pipeline, parameters: { n: "1" } };
-    const replies = await Promise.all([1, 2, 3].map(() =>
-      t.request("ai.pipeline.trigger", PipelineTriggerSchema, trigger, PipelineStatusSchema)
-    ));
+    const replies = await Promise.all(
+      [1, 2, 3].map(() =>
+        t.request("ai.pipeline.trigger", PipelineTriggerSchema, trigger, PipelineStatusSchema)
+      ),
+    );
     const again = await t.request(
       "ai.pipeline.trigger",
       PipelineTriggerSchema,
