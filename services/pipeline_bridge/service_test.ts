@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { PipelineStatusSchema, PipelineTriggerSchema } from "@homelab/handler-base/messages";
-import { publish } from "@homelab/handler-base/natsutil";
+import { connectNats, publish } from "@homelab/handler-base/natsutil";
 import {
+  collect,
   startNatsServer,
   startTestService,
   type TestServiceOptions,
@@ -244,41 +245,45 @@ Deno.test("pipeline-bridge: a refused submission (403) is an error at once, not 
 Deno.test("pipeline-bridge: after a restart it resumes following unfinished runs, found by label", async () => {
   await using engines = await startEngines();
   await using server = await startNatsServer({ jetstream: true });
-  const first = await startBridge(engines.env, { natsUrl: server.url });
-  using updates = first.collect("ai.pipeline.status.>", PipelineStatusSchema);
-  await first.nc.flush();
-  const argo = await first.request(
-    "ai.pipeline.trigger",
-    PipelineTriggerSchema,
-    { requestId: "resume-a", pipeline: "document-ingestion" },
-    PipelineStatusSchema,
-  );
-  const kfp = await first.request(
-    "ai.pipeline.trigger",
-    PipelineTriggerSchema,
-    { requestId: "resume-k", pipeline: "voice-pipeline" },
-    PipelineStatusSchema,
-  );
-  await updates.until((all) => all.filter((s) => s.status === "pending").length === 2);
-  await first.stop();
-  engines.k8s.setPhase(argo.runId, "Running");
-  engines.kfp.setState(kfp.runId, "RUNNING");
-
-  await using second = await startBridge(engines.env, { natsUrl: server.url });
-  using later = second.collect("ai.pipeline.status.>", PipelineStatusSchema);
-  await second.nc.flush();
-  await later.until((all) => all.filter((s) => s.status === "running").length === 2);
-  engines.k8s.setPhase(argo.runId, "Succeeded");
-  engines.kfp.setState(kfp.runId, "SUCCEEDED");
-  const all = await later.until((all) => all.filter((s) => s.status === "succeeded").length === 2);
-  for (const requestId of ["resume-a", "resume-k"]) {
-    assert.deepEqual(
-      statuses(all.filter((s) => s.requestId === requestId)),
-      ["running", "succeeded"],
+  const client = await connectNats({ servers: server.url, name: "test-client" });
+  try {
+    using updates = collect(client, "ai.pipeline.status.>", PipelineStatusSchema);
+    await client.flush();
+    const first = await startBridge(engines.env, { natsUrl: server.url });
+    const argo = await first.request(
+      "ai.pipeline.trigger",
+      PipelineTriggerSchema,
+      { requestId: "resume-a", pipeline: "document-ingestion" },
+      PipelineStatusSchema,
     );
+    const kfp = await first.request(
+      "ai.pipeline.trigger",
+      PipelineTriggerSchema,
+      { requestId: "resume-k", pipeline: "voice-pipeline" },
+      PipelineStatusSchema,
+    );
+    await updates.until((all) => all.filter((s) => s.status === "pending").length === 2);
+    await first[Symbol.asyncDispose]();
+    engines.k8s.setPhase(argo.runId, "Running");
+    engines.kfp.setState(kfp.runId, "RUNNING");
+
+    await using second = await startBridge(engines.env, { natsUrl: server.url });
+    await updates.until((all) => all.filter((s) => s.status === "running").length === 2);
+    engines.k8s.setPhase(argo.runId, "Succeeded");
+    engines.kfp.setState(kfp.runId, "SUCCEEDED");
+    const all = await updates.until((all) =>
+      all.filter((s) => s.status === "succeeded").length === 2
+    );
+    for (const requestId of ["resume-a", "resume-k"]) {
+      assert.deepEqual(
+        statuses(all.filter((s) => s.requestId === requestId)),
+        ["submitted", "pending", "running", "succeeded"],
+      );
+    }
+    assert.ok(second.logs.some((l) => l.msg === "Resuming runs"));
+  } finally {
+    await client.close();
   }
-  assert.ok(second.logs.some((l) => l.msg === "Resuming runs"));
-  await first[Symbol.asyncDispose]();
 });
 
 Deno.test("pipeline-bridge: in JetStream mode a published trigger is consumed from AI_PIPELINE", async () => {
