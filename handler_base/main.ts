@@ -51,13 +51,14 @@ import {
   type ConfigSpec,
   configVarNames,
   type EnvSource,
+  envVar,
   loadConfig,
   type NatsConfigSpec,
   natsConfigSpec,
   type RuntimeConfigSpec,
   runtimeConfigSpec,
 } from "./config.ts";
-import type { Endpoint, Service } from "./handler.ts";
+import { CONSUME_MODES, type ConsumeMode, type Endpoint, type Service } from "./handler.ts";
 import type { ReadinessCheck } from "./health.ts";
 import {
   type ConsumeConfigSpec,
@@ -158,6 +159,13 @@ export interface ServiceDefinitionOptions<S extends ConfigSpec> {
   /** The service's own variables and those of the clients it uses. */
   config: S;
   /**
+   * The default of `CONSUME_MODE` for this service: `"jetstream"` for a
+   * service whose input must never be lost (pipeline-bridge's triggers).
+   *
+   * @default "core"
+   */
+  consumeMode?: ConsumeMode;
+  /**
    * Turns the loaded config into endpoints. Throw a `ConfigError` for a
    * problem of configuration found here (a registry file that does not
    * parse): the process exits 78 with its message.
@@ -217,11 +225,14 @@ export function defineService<S extends ConfigSpec>(
         `already declared by every service`,
     );
   }
+  const consumeMode = options.consumeMode
+    ? envVar.oneOf("CONSUME_MODE", CONSUME_MODES, { default: options.consumeMode })
+    : baseServiceSpec.consumeMode;
   return Object.freeze({
     name: options.name,
     description: options.description ?? "",
     version: options.version ?? "0.1.0",
-    spec: Object.freeze({ ...baseServiceSpec, ...options.config }) as ServiceSpec<S>,
+    spec: Object.freeze({ ...baseServiceSpec, consumeMode, ...options.config }) as ServiceSpec<S>,
     setup: options.setup,
   });
 }

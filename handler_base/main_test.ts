@@ -37,6 +37,19 @@ Deno.test("defineService() merges the base variables into the spec", () => {
   assert.equal(echo.description, "");
 });
 
+Deno.test("defineService() takes a service's own default consume mode", () => {
+  const durable = defineService({
+    name: "durable",
+    config: {},
+    consumeMode: "jetstream",
+    setup: () => ({ endpoints: [] }),
+  });
+  assert.equal(durable.spec.consumeMode.read(undefined).ok, true);
+  assert.deepEqual(durable.spec.consumeMode.read(undefined), { ok: true, value: "jetstream" });
+  assert.deepEqual(echo.spec.consumeMode.read(undefined), { ok: true, value: "core" });
+  assert.deepEqual(durable.spec.consumeMode.read("core"), { ok: true, value: "core" });
+});
+
 Deno.test("defineService() refuses a service variable that redeclares a base one", () => {
   assert.throws(
     () =>

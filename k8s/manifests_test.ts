@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { configVarNames } from "@homelab/handler-base/config";
-import { parseAllDocuments } from "yaml";
+import { loadAll } from "js-yaml";
 import { renderManifests } from "../scripts/manifests.ts";
 import { SERVICES } from "../services/table.ts";
 
@@ -16,7 +16,7 @@ async function rendered(): Promise<Manifest[]> {
     stderr: "piped",
   }).output();
   assert.equal(code, 0, new TextDecoder().decode(stderr));
-  return parseAllDocuments(new TextDecoder().decode(stdout)).map((d) => d.toJS() as Manifest);
+  return loadAll(new TextDecoder().decode(stdout)) as Manifest[];
 }
 
 function find(all: Manifest[], kind: string, name: string): Manifest {
@@ -78,5 +78,26 @@ Deno.test("kubectl kustomize k8s/ renders every service hardened, probed and sca
     const egress = find(all, "NetworkPolicy", service.name).spec.egress;
     const ports = egress.flatMap((rule: Manifest) => rule.ports.map((p: Manifest) => p.port));
     assert.ok(ports.includes(4222) && ports.includes(53), `${service.name}: ${ports}`);
+  }
+});
+
+Deno.test("pipeline-bridge may only create, get, list and watch Workflows in its namespace", async () => {
+  const all = await rendered();
+  const role = find(all, "Role", "pipeline-bridge");
+  assert.deepEqual(role.rules, [{
+    apiGroups: ["argoproj.io"],
+    resources: ["workflows"],
+    verbs: ["create", "get", "list", "watch"],
+  }]);
+  const binding = find(all, "RoleBinding", "pipeline-bridge");
+  assert.deepEqual(binding.subjects, [
+    { kind: "ServiceAccount", name: "pipeline-bridge", namespace: "ai-ml" },
+  ]);
+  const pod = find(all, "Deployment", "pipeline-bridge").spec.template.spec;
+  assert.equal(pod.serviceAccountName, "pipeline-bridge");
+  assert.equal(all.filter((m) => m.kind === "ClusterRole").length, 0);
+  for (const service of SERVICES.filter((s) => s.name !== "pipeline-bridge")) {
+    const other = find(all, "Deployment", service.name).spec.template.spec;
+    assert.equal(other.automountServiceAccountToken, false, service.name);
   }
 });

@@ -140,10 +140,12 @@ function deployment(service: ServiceEntry, definition: ServiceDefinition): Yaml 
   const volumes: Yaml[] = [{ name: "tmp", emptyDir: { sizeLimit: "16Mi" } }];
   for (const volume of deploy.volumes ?? []) {
     mounts.push({ name: volume.name, mountPath: volume.mountPath, readOnly: true });
-    volumes.push({
-      name: volume.name,
-      persistentVolumeClaim: { claimName: volume.claimName, readOnly: true },
-    });
+    volumes.push(
+      volume.configMap ? { name: volume.name, configMap: { name: volume.configMap } } : {
+        name: volume.name,
+        persistentVolumeClaim: { claimName: volume.claimName ?? volume.name, readOnly: true },
+      },
+    );
   }
   return {
     apiVersion: "apps/v1",
@@ -154,8 +156,8 @@ function deployment(service: ServiceEntry, definition: ServiceDefinition): Yaml 
       template: {
         metadata: { labels: labels(service.name) },
         spec: {
-          ...(deploy.extraManifests?.length ? { serviceAccountName: service.name } : {}),
-          automountServiceAccountToken: Boolean(deploy.extraManifests?.length),
+          ...(deploy.serviceAccount ? { serviceAccountName: service.name } : {}),
+          automountServiceAccountToken: Boolean(deploy.serviceAccount),
           terminationGracePeriodSeconds: deploy.graceSeconds + 15,
           securityContext: {
             runAsNonRoot: true,

@@ -33,6 +33,18 @@ export interface SubjectRights {
   readonly publish: readonly string[];
 }
 
+/** A read-only volume of a Deployment. */
+export interface VolumeRef {
+  /** The volume's name. */
+  readonly name: string;
+  /** Where it is mounted. */
+  readonly mountPath: string;
+  /** The persistent volume claim it comes from, or... */
+  readonly claimName?: string;
+  /** ...the ConfigMap it comes from. */
+  readonly configMap?: string;
+}
+
 /** How a service is deployed: what the manifests and the broker's users are made of. */
 export interface DeployProfile {
   /** The durable consumers of its JetStream consume mode. */
@@ -49,8 +61,10 @@ export interface DeployProfile {
   readonly maxReplicas: number;
   /** More environment of the Deployment (variables the service declares). */
   readonly env?: Readonly<Record<string, string>>;
-  /** Read-only volumes from persistent volume claims. */
-  readonly volumes?: readonly { name: string; mountPath: string; claimName: string }[];
+  /** Read-only volumes: a persistent volume claim or a ConfigMap. */
+  readonly volumes?: readonly VolumeRef[];
+  /** Whether it talks to the Kubernetes API with its own ServiceAccount (declared in one of its `extraManifests`). */
+  readonly serviceAccount?: boolean;
   /** More egress ports beyond NATS and the backends its variables name (a Kubernetes API). */
   readonly egressPorts?: readonly number[];
   /** More manifests of its own in `k8s/` (a ServiceAccount and Role). */
@@ -123,6 +137,36 @@ export const SERVICES: readonly ServiceEntry[] = [
       },
     },
     load: async () => (await import("./tts/service.ts")).ttsService,
+  },
+  {
+    name: "pipeline-bridge",
+    entry: "services/pipeline_bridge.ts",
+    deploy: {
+      consumers: [{ stream: "AI_PIPELINE", durable: "pipeline-bridge" }],
+      memoryMiB: 256,
+      memoryRequestMiB: 96,
+      cpu: "20m",
+      graceSeconds: 30,
+      // Every replica resumes the unfinished runs it finds: more than two only repeats statuses.
+      maxReplicas: 2,
+      env: {
+        PIPELINES_CONFIG: "/etc/pipeline-bridge/pipelines.yaml",
+        PIPELINE_POLL_MS: "5000",
+      },
+      volumes: [{
+        name: "pipelines",
+        mountPath: "/etc/pipeline-bridge",
+        configMap: "pipeline-bridge-pipelines",
+      }],
+      serviceAccount: true,
+      egressPorts: [443, 6443],
+      extraManifests: ["pipeline-bridge-resources.yaml"],
+      nats: {
+        subscribe: ["ai.pipeline.trigger pipeline-bridge"],
+        publish: ["ai.pipeline.status.>", "dlq.pipeline-bridge.>"],
+      },
+    },
+    load: async () => (await import("./pipeline_bridge/service.ts")).pipelineBridgeService,
   },
 ];
 

@@ -39,7 +39,7 @@ for (const service of SERVICES) {
     assert.equal(code, 77, lines.join("\n"));
     assert.equal(lines.length, 1, lines.join("\n"));
     assert.match(lines[0]!, new RegExp(`^Cannot start ${service.name}: no permission to read`));
-    assert.ok(lines[0]!.endsWith(`deno run -P=${service.name} ${service.entry}`), lines[0]);
+    assert.ok(lines[0]!.endsWith(`deno run -P=${service.name} ${service.entry}`), lines[0] ?? "");
   });
 }
 

@@ -92,6 +92,12 @@ export interface FailNextOptions {
    * @default every path
    */
   path?: string;
+  /**
+   * Fail only requests with this method (`"POST"`); others pass.
+   *
+   * @default every method
+   */
+  method?: string;
 }
 
 /** A running fake server. */
@@ -130,6 +136,13 @@ export interface FakeServer extends AsyncDisposable {
    * @param handler The handler; when it returns undefined the fake answers.
    */
   override(handler: FakeHandler | undefined): void;
+  /**
+   * Stops listening, as a backend that went down: connections are refused
+   * until {@linkcode FakeServer.up}. Recorded requests and scripting stay.
+   */
+  down(): Promise<void>;
+  /** Listens again on the same port after {@linkcode FakeServer.down}. */
+  up(): void;
   /** Ends held requests and streams, then stops the server. */
   close(): Promise<void>;
 }
@@ -154,6 +167,7 @@ interface Failure {
   body: string;
   headers: Headers;
   path?: string;
+  method?: string;
 }
 
 /**
@@ -183,38 +197,45 @@ export function startFakeHttpServer(routes: FakeRoutes): FakeServer {
   let hang = 0;
   let overrideHandler: FakeHandler | undefined;
 
-  const server = Deno.serve(
-    { hostname: "127.0.0.1", port: 0, onListen() {} },
-    async (request, info) => {
-      const gone = Promise.withResolvers<void>();
-      const disconnected = () => gone.resolve();
-      info.completed.catch(disconnected);
-      const recorded = await record(request, gone.promise);
-      requests.push(recorded);
-      const waiter = waiters.shift();
-      if (waiter) waiter(recorded);
-      else unclaimed.push(recorded);
+  const handler: Deno.ServeHandler<Deno.NetAddr> = async (request, info) => {
+    const gone = Promise.withResolvers<void>();
+    const disconnected = () => gone.resolve();
+    info.completed.catch(disconnected);
+    const recorded = await record(request, gone.promise);
+    requests.push(recorded);
+    const waiter = waiters.shift();
+    if (waiter) waiter(recorded);
+    else unclaimed.push(recorded);
 
-      const failure = failures.find((f) => f.path === undefined || f.path === recorded.path);
-      if (failure) {
-        if (--failure.times <= 0) failures.splice(failures.indexOf(failure), 1);
-        return new Response(failure.body, { status: failure.status, headers: failure.headers });
-      }
-      if (hang > 0) {
-        hang--;
-        return new Response(heldBody({ closing: closing.signal, disconnected }));
-      }
-      const custom = await overrideHandler?.(recorded);
-      if (custom) return custom;
-      return await routes(recorded, { closing: closing.signal, disconnected });
-    },
+    const failure = failures.find((f) =>
+      (f.path === undefined || f.path === recorded.path) &&
+      (f.method === undefined || f.method === recorded.method)
+    );
+    if (failure) {
+      if (--failure.times <= 0) failures.splice(failures.indexOf(failure), 1);
+      return new Response(failure.body, { status: failure.status, headers: failure.headers });
+    }
+    if (hang > 0) {
+      hang--;
+      return new Response(heldBody({ closing: closing.signal, disconnected }));
+    }
+    const custom = await overrideHandler?.(recorded);
+    if (custom) return custom;
+    return await routes(recorded, { closing: closing.signal, disconnected });
+  };
+  let server: Deno.HttpServer<Deno.NetAddr> | undefined = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    handler,
   );
-  const url = `http://127.0.0.1:${server.addr.port}`;
+  const port = server.addr.port;
+  const url = `http://127.0.0.1:${port}`;
 
   let closed: Promise<void> | undefined;
   function close(): Promise<void> {
     closing.abort();
-    return closed ??= server.shutdown();
+    const running = server;
+    server = undefined;
+    return closed ??= running?.shutdown() ?? Promise.resolve();
   }
 
   return {
@@ -246,6 +267,7 @@ export function startFakeHttpServer(routes: FakeRoutes): FakeServer {
         body: options.body ?? JSON.stringify({ error: `scripted failure ${status}` }),
         headers,
         path: options.path,
+        method: options.method,
       });
     },
     hangNext(times = 1) {
@@ -253,6 +275,15 @@ export function startFakeHttpServer(routes: FakeRoutes): FakeServer {
     },
     override(handler) {
       overrideHandler = handler;
+    },
+    async down() {
+      const running = server;
+      server = undefined;
+      await running?.shutdown();
+    },
+    up() {
+      if (server || closing.signal.aborted) return;
+      server = Deno.serve({ hostname: "127.0.0.1", port, onListen() {} }, handler);
     },
     close,
     [Symbol.asyncDispose]: close,

@@ -1,7 +1,8 @@
 /**
  * Test helpers for services built on handler-base, for users too: a real
  * `nats-server` on a free port (kill and restart it), in-process fake ML
- * backends that speak the exact HTTP shapes of the contract, an OTLP
+ * backends that speak the exact HTTP shapes of the contract, a fake
+ * Kubernetes API for Argo Workflows and a fake Kubeflow Pipelines API, an OTLP
  * receiver that collects the spans and metrics a subprocess exports, and a
  * runner for a service's entry file as a subprocess with exact permissions.
  *
@@ -23,6 +24,8 @@
 export * from "./call_endpoint.ts";
 export * from "./collect.ts";
 export * from "./fake_backends.ts";
+export * from "./fake_kubeflow.ts";
+export * from "./fake_kubernetes.ts";
 export * from "./nats_server.ts";
 export * from "./otlp_receiver.ts";
 export * from "./ports.ts";

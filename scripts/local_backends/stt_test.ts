@@ -17,7 +17,7 @@ async function fliteSpeech(text: string): Promise<Uint8Array> {
 
 Deno.test("STT stand-in: flite speech comes back with the same words through the project's STT client", async () => {
   await using stt = startSttStandIn();
-  assert.equal(stt.readiness.ok, true, stt.readiness.hint);
+  assert.equal(stt.readiness.ok, true, stt.readiness.hint ?? "");
   const client = createSttClient({ baseUrl: stt.url, timeoutMs: 60_000, language: "en" });
   const { text } = await client.transcribe(await fliteSpeech(SENTENCE));
   assert.equal(text, SENTENCE);

@@ -13,7 +13,7 @@ function peak(pcm: Uint8Array): number {
 
 Deno.test("TTS stand-in: flite speech through the project's TTS client is a valid 16 kHz WAV", async () => {
   await using tts = startTtsStandIn();
-  assert.equal(tts.readiness.ok, true, tts.readiness.hint);
+  assert.equal(tts.readiness.ok, true, tts.readiness.hint ?? "");
   assert.equal(tts.voices[0]?.name, "flite-slt");
   const client = createTtsClient({ baseUrl: tts.url, timeoutMs: 20_000 });
   const { audio, format } = await client.synthesize("Turn on the kitchen lights.");
