@@ -6,7 +6,7 @@
  *
  * Each concern is also its own entry point (`@homelab/handler-base/config`,
  * `/natsutil`, `/health`, `/telemetry`, `/handler`, `/run`, `/jetstream`,
- * `/discovery`, `/messages`, `/errors`, `/log`, `/async`, `/clients/<name>`,
+ * `/discovery`, `/messages`, `/errors`, `/log`, `/async`, `/text`, `/clients/<name>`,
  * `/testing`): import only what you use.
  *
  * @example A service in a few lines
@@ -47,3 +47,4 @@ export * from "./messages.ts";
 export * from "./natsutil.ts";
 export * from "./run.ts";
 export * from "./telemetry.ts";
+export * from "./text.ts";

@@ -44,6 +44,7 @@ import {
 import { delay } from "../async.ts";
 import { envVar, type VarSpec } from "../config.ts";
 import type { Logger } from "../log.ts";
+import { truncateText } from "../text.ts";
 
 /** Options every backend client takes (the HTTP part of its configuration). */
 export interface ClientOptions {
@@ -362,7 +363,7 @@ function excerptOf(text: string, secrets: readonly string[]): string {
     .replace(/[\u0000-\u001f\u007f]+/g, " ")
     .replace(/\s+/g, " ")
     .trim();
-  return message.length > EXCERPT_CHARS ? `${message.slice(0, EXCERPT_CHARS - 1)}…` : message;
+  return truncateText(message, EXCERPT_CHARS, { ellipsis: "…" });
 }
 
 /** The message of the usual JSON error bodies (`{detail}`, `{message}`, `{error: {message}}`). */
