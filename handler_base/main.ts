@@ -57,6 +57,8 @@ import {
   type RuntimeConfigSpec,
   runtimeConfigSpec,
 } from "./config.ts";
+import { CircuitBreakers } from "./clients/circuit_breaker.ts";
+import type { ClientFromConfigOptions } from "./clients/http.ts";
 import type { Endpoint, Service } from "./handler.ts";
 import type { ReadinessCheck } from "./health.ts";
 import {
@@ -103,6 +105,13 @@ export interface SetupContext {
   readonly logger: Logger;
   /** Fires on SIGTERM or SIGINT: pass it to background work that setup starts. */
   readonly signal: AbortSignal;
+  /**
+   * What every `<backend>ClientFromConfig` factory takes: the logger and the
+   * service's circuit breakers, whose states `/ready` (as non-gating
+   * `details.backends`) and `$SRV.STATS` (each endpoint's `data.backends`)
+   * show. Pass it as it is: `llmClientFromConfig(config, clients)`.
+   */
+  readonly clients: ClientFromConfigOptions & { readonly breakers: CircuitBreakers };
 }
 
 /** What a service's `setup` returns: what to serve and what to release after. */
@@ -339,9 +348,10 @@ export async function serviceMain<S extends ConfigSpec>(
   const base = config as unknown as Config<BaseServiceSpec>;
   const logger = createLogger({ service: name, level: base.logLevel });
   const signal = options.signal ?? terminationSignal();
+  const breakers = new CircuitBreakers({ logger });
   let parts: ServiceParts;
   try {
-    parts = await definition.setup(config, { name, logger, signal });
+    parts = await definition.setup(config, { name, logger, signal, clients: { logger, breakers } });
   } catch (error) {
     if (error instanceof ConfigError) {
       printError(error.message);
@@ -368,6 +378,7 @@ export async function serviceMain<S extends ConfigSpec>(
       ...(parts.timeoutMs ? { timeoutMs: parts.timeoutMs } : {}),
       ...(parts.telemetry ? { telemetry: parts.telemetry } : {}),
       ...(parts.onStart ? { onStart: parts.onStart } : {}),
+      details: { backends: () => breakers.snapshot() },
     });
   } catch (error) {
     logger.error("The service failed", { error });
