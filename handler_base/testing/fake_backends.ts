@@ -134,6 +134,17 @@ export interface FakeServer extends AsyncDisposable {
   close(): Promise<void>;
 }
 
+/** Where a fake listens. */
+export interface FakeServerOptions {
+  /**
+   * The port on 127.0.0.1: give the port of a fake that was closed to bring
+   * "the same backend" back after an outage.
+   *
+   * @default 0 (a free port)
+   */
+  port?: number;
+}
+
 /** What a fake's route handler gets besides the request. */
 export interface FakeContext {
   /** Aborts when the fake server closes. */
@@ -161,6 +172,7 @@ interface Failure {
  * has, answering with the given routes.
  *
  * @param routes The fake's own handler.
+ * @param options Where it listens.
  * @returns The running server.
  *
  * @example A one-route fake
@@ -174,7 +186,10 @@ interface Failure {
  * await response.body?.cancel();
  * ```
  */
-export function startFakeHttpServer(routes: FakeRoutes): FakeServer {
+export function startFakeHttpServer(
+  routes: FakeRoutes,
+  options: FakeServerOptions = {},
+): FakeServer {
   const requests: RecordedRequest[] = [];
   const unclaimed: RecordedRequest[] = [];
   const waiters: ((request: RecordedRequest) => void)[] = [];
@@ -184,7 +199,7 @@ export function startFakeHttpServer(routes: FakeRoutes): FakeServer {
   let overrideHandler: FakeHandler | undefined;
 
   const server = Deno.serve(
-    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    { hostname: "127.0.0.1", port: options.port ?? 0, onListen() {} },
     async (request, info) => {
       const gone = Promise.withResolvers<void>();
       const disconnected = () => gone.resolve();
@@ -957,6 +972,7 @@ function xttsError(detail: string): Response {
  * (`response_format` `wav`, or `pcm` streamed).
  *
  * @param config The initial behaviour.
+ * @param options Where it listens (a port to come back on after {@linkcode FakeServer.close}).
  * @returns The running fake.
  *
  * @example Release streamed chunks one at a time
@@ -969,7 +985,10 @@ function xttsError(detail: string): Response {
  * });
  * ```
  */
-export function startFakeXtts(config: FakeXttsConfig = {}): FakeXtts {
+export function startFakeXtts(
+  config: FakeXttsConfig = {},
+  options: FakeServerOptions = {},
+): FakeXtts {
   function pcmFor(text: string): Uint8Array {
     const c = fake.config;
     const perChar = c.samplesPerChar ?? 240;
@@ -1034,7 +1053,7 @@ export function startFakeXtts(config: FakeXttsConfig = {}): FakeXtts {
         });
       }
       return notFound(request);
-    }),
+    }, options),
     { config, pcmFor },
   );
   return fake;
