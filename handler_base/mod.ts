@@ -5,7 +5,7 @@
  * at-least-once delivery and a clean shutdown.
  *
  * Each concern is also its own entry point (`@homelab/handler-base/config`,
- * `/natsutil`, `/health`, `/telemetry`, `/handler`, `/run`, `/jetstream`,
+ * `/natsutil`, `/health`, `/telemetry`, `/handler`, `/run`, `/jetstream`, `/confirmed-publish`,
  * `/discovery`, `/messages`, `/errors`, `/log`, `/async`, `/text`, `/clients/<name>`,
  * `/testing`): import only what you use.
  *
@@ -36,6 +36,7 @@
  */
 export * from "./async.ts";
 export * from "./config.ts";
+export * from "./confirmed_publish.ts";
 export * from "./discovery.ts";
 export * from "./errors.ts";
 export * from "./handler.ts";
