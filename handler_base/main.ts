@@ -108,7 +108,7 @@ export interface SetupContext {
   /**
    * What every `<backend>ClientFromConfig` factory takes: the logger and the
    * service's circuit breakers, whose states `/ready` (as non-gating
-   * `details.backends`) and `$SRV.STATS` (each endpoint's `data.backends`)
+   * `details.backends`, beside `details.memory`) and `$SRV.STATS` (each endpoint's `data.backends`)
    * show. Pass it as it is: `llmClientFromConfig(config, clients)`.
    */
   readonly clients: ClientFromConfigOptions & { readonly breakers: CircuitBreakers };
@@ -378,7 +378,7 @@ export async function serviceMain<S extends ConfigSpec>(
       ...(parts.timeoutMs ? { timeoutMs: parts.timeoutMs } : {}),
       ...(parts.telemetry ? { telemetry: parts.telemetry } : {}),
       ...(parts.onStart ? { onStart: parts.onStart } : {}),
-      details: { backends: () => breakers.snapshot() },
+      details: { backends: () => breakers.snapshot(), memory: memoryDetail },
     });
   } catch (error) {
     logger.error("The service failed", { error });
@@ -391,6 +391,18 @@ export async function serviceMain<S extends ConfigSpec>(
     }
   }
   exit(code);
+}
+
+/** The process's memory in MiB, shown on `/ready` (never gating) for soak measurements. */
+function memoryDetail(): Record<string, number> {
+  const { rss, heapTotal, heapUsed, external } = Deno.memoryUsage();
+  const mib = (bytes: number) => Math.round(bytes / 104857.6) / 10;
+  return {
+    rss_mib: mib(rss),
+    heap_total_mib: mib(heapTotal),
+    heap_used_mib: mib(heapUsed),
+    external_mib: mib(external),
+  };
 }
 
 /** The variables of a spec the process may not read. */

@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p dist
 declare -A entries=([chat-handler]=services/chat.ts [tts-module]=services/tts.ts)
+# The V8 heap bounds of the Dockerfile (for the manifests' 256Mi limit; docs/RELIABILITY.md).
+V8_FLAGS="${V8_FLAGS:---max-old-space-size=96,--max-semi-space-size=2}"
 for service in "${!entries[@]}"; do
-  deno compile --frozen --no-prompt -P="$service" --output "dist/$service" "${entries[$service]}"
+  deno compile --frozen --no-prompt -P="$service" --v8-flags="$V8_FLAGS" --output "dist/$service" "${entries[$service]}"
 done
