@@ -7,19 +7,22 @@
 #   done
 #
 # scripts/compile.sh runs the same compile step outside Docker. The V8 heap is sized per
-# Deployment by DENO_V8_FLAGS (k8s/, from the container's memory limit).
+# Deployment by DENO_V8_FLAGS (k8s/, from the container's memory limit); V8_FLAGS bakes the
+# bounds of a 256Mi limit into the binary as well (docs/RELIABILITY.md: measured plateau about
+# 140 MiB with them, 190 MiB without).
 ARG DENO_VERSION=2.9.6
 
 FROM denoland/deno:${DENO_VERSION} AS build
 ARG SERVICE
 ARG ENTRY
+ARG V8_FLAGS=--max-old-space-size=96,--max-semi-space-size=2
 WORKDIR /src
 COPY deno.json deno.lock ./
 COPY handler_base/ handler_base/
 COPY services/ services/
 COPY scripts/ensure_streams.ts scripts/
 RUN deno install --frozen --entrypoint "${ENTRY}"
-RUN deno compile --frozen --no-prompt -P="${SERVICE}" --output /out/service "${ENTRY}"
+RUN deno compile --frozen --no-prompt -P="${SERVICE}" --v8-flags="${V8_FLAGS}" --output /out/service "${ENTRY}"
 
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /out/service /service

@@ -37,6 +37,7 @@
  * @module
  */
 import { type LogLevel, parseLogLevel } from "./log.ts";
+import { countCodePoints, truncateText } from "./text.ts";
 
 /** What {@linkcode VarSpec.read} makes of one variable: its value or what is wrong with it. */
 export type VarResult<T> =
@@ -289,9 +290,8 @@ function maskUrlCredentials(text: string): string {
 }
 
 function showValue(raw: string, secret: boolean, mask: (text: string) => string): string {
-  if (secret) return `a secret of ${raw.length} chars`;
-  const masked = mask(raw);
-  const shown = masked.length > SHOWN_VALUE_MAX ? `${masked.slice(0, SHOWN_VALUE_MAX)}…` : masked;
+  if (secret) return `a secret of ${countCodePoints(raw)} chars`;
+  const shown = truncateText(mask(raw), SHOWN_VALUE_MAX + 1, { ellipsis: "…" });
   return JSON.stringify(shown);
 }
 

@@ -98,11 +98,16 @@ export interface EndpointStatsResponse {
   readonly processing_time: number;
   /** Average handling time in nanoseconds. */
   readonly average_processing_time: number;
-  /** What is running and waiting now, and the concurrency limit. */
+  /**
+   * What is running and waiting now, the concurrency limit, and the fields
+   * of {@linkcode DiscoveryOptions.data} (`backends`: the circuit breakers of
+   * the service's backends, under `serviceMain`).
+   */
   readonly data: {
     readonly in_flight: number;
     readonly pending: number;
     readonly concurrency: number;
+    readonly [field: string]: unknown;
   };
 }
 
@@ -136,6 +141,13 @@ export interface DiscoveryOptions {
    * @default a new unique id
    */
   id?: string;
+  /**
+   * More fields of every endpoint's `data` in `$SRV.STATS`, read on each
+   * request (the micro protocol's free-form per-endpoint data).
+   *
+   * @default none
+   */
+  data?: () => Readonly<Record<string, unknown>>;
 }
 
 /** A running discovery responder. */
@@ -246,22 +258,30 @@ export function startDiscovery(service: Service, options: DiscoveryOptions = {})
           : { consume: "core" },
       })),
     }),
-    stats: () => ({
-      type: MICRO_RESPONSE_TYPES.stats,
-      ...identity,
-      started,
-      endpoints: service.stats().map((s) => ({
-        name: s.name,
-        subject: s.subject,
-        queue_group: s.queueGroup,
-        num_requests: s.numRequests,
-        num_errors: s.numErrors,
-        last_error: s.lastError,
-        processing_time: s.processingTimeNs,
-        average_processing_time: s.averageProcessingTimeNs,
-        data: { in_flight: s.inFlight, pending: s.pending, concurrency: s.concurrency },
-      })),
-    }),
+    stats: () => {
+      const extra = options.data?.() ?? {};
+      return {
+        type: MICRO_RESPONSE_TYPES.stats,
+        ...identity,
+        started,
+        endpoints: service.stats().map((s) => ({
+          name: s.name,
+          subject: s.subject,
+          queue_group: s.queueGroup,
+          num_requests: s.numRequests,
+          num_errors: s.numErrors,
+          last_error: s.lastError,
+          processing_time: s.processingTimeNs,
+          average_processing_time: s.averageProcessingTimeNs,
+          data: {
+            ...extra,
+            in_flight: s.inFlight,
+            pending: s.pending,
+            concurrency: s.concurrency,
+          },
+        })),
+      };
+    },
     async stop() {
       await Promise.all(subscriptions.map((sub) => sub.drain().catch(() => {})));
     },

@@ -171,3 +171,21 @@ Deno.test("startDiscovery() describes JetStream endpoints and refuses names micr
   assert.throws(() => startDiscovery(dotted), TypeError);
   await nc.close();
 });
+
+Deno.test("startDiscovery() adds the data option's fields to every endpoint's STATS data", async () => {
+  await using server = await startNatsServer({ jetstream: false });
+  const nc = await connectNats({ servers: server.url, name: "svc" });
+  const service = echoService(nc);
+  await service.start();
+  let state = "open";
+  await using discovery = startDiscovery(service, { data: () => ({ backends: { tts: state } }) });
+  const [stats] = await ask<StatsResponse>(nc, `$SRV.STATS.echo-svc.${discovery.id}`, 1);
+  assert.deepEqual(stats?.endpoints.map((e) => e.data.backends), [{ tts: "open" }, {
+    tts: "open",
+  }]);
+  assert.equal(stats?.endpoints[0]?.data.concurrency, 16);
+  state = "closed";
+  assert.deepEqual(discovery.stats().endpoints[0]?.data.backends, { tts: "closed" });
+  await service.stop({ graceMs: 100 });
+  await nc.close();
+});

@@ -40,10 +40,22 @@ export type CheckResult = boolean | string;
  */
 export type ReadinessCheck = (signal: AbortSignal) => CheckResult | Promise<CheckResult>;
 
-/** The JSON body of `GET /ready`. */
+/**
+ * A detail shown on `/ready` that never decides readiness (the state of a
+ * backend's circuit breaker): a function called on each probe, returning any
+ * JSON value.
+ *
+ * @returns The detail's value now.
+ */
+export type ReadinessDetail = () => unknown;
+
+/**
+ * The JSON body of `GET /ready`. `details` holds the registered
+ * {@linkcode ReadinessDetail}s, when there are any.
+ */
 export type ReadinessBody =
-  | { status: "ready" }
-  | { status: "not ready"; failing: Record<string, string> }
+  | { status: "ready"; details?: Record<string, unknown> }
+  | { status: "not ready"; failing: Record<string, string>; details?: Record<string, unknown> }
   | { status: "shutting down" };
 
 /** Options of {@linkcode startHealthServer}. */
@@ -101,6 +113,16 @@ export interface HealthServer extends AsyncDisposable {
    * @returns Whether a check of that name was registered.
    */
   removeCheck(name: string): boolean;
+  /**
+   * Registers a detail shown on `/ready` (in `details`) that never makes it
+   * fail: a backend that is down shows here while readiness stays tied to
+   * what the replica itself needs. Replaces any detail of the same name.
+   *
+   * @param name The key in `details` ("backends").
+   * @param detail Returns the value; one that throws shows `{ "error": message }`.
+   * @throws {TypeError} When the name is empty.
+   */
+  setDetail(name: string, detail: ReadinessDetail): void;
   /** Makes `/ready` answer 503 `{"status":"shutting down"}` from now on; `/health` stays 200. */
   setShuttingDown(): void;
   /**
@@ -182,6 +204,7 @@ export function startHealthServer(options: HealthServerOptions): HealthServer {
   const { port, hostname = "0.0.0.0", signal, logger, checkTimeoutMs = 1000 } = options;
   signal?.throwIfAborted();
   const checks = new Map<string, ReadinessCheck>();
+  const details = new Map<string, ReadinessDetail>();
   let shuttingDown = false;
   let lastReady: boolean | undefined;
   let closing: Promise<void> | undefined;
@@ -202,7 +225,22 @@ export function startHealthServer(options: HealthServerOptions): HealthServer {
       if (ready) logger?.info("Ready");
       else logger?.warn("Not ready", { failing });
     }
-    return ready ? { status: "ready" } : { status: "not ready", failing };
+    const shown = detailsNow();
+    const extra = shown ? { details: shown } : {};
+    return ready ? { status: "ready", ...extra } : { status: "not ready", failing, ...extra };
+  }
+
+  function detailsNow(): Record<string, unknown> | undefined {
+    if (details.size === 0) return undefined;
+    const out: Record<string, unknown> = {};
+    for (const [name, detail] of details) {
+      try {
+        out[name] = detail();
+      } catch (error) {
+        out[name] = { error: errorMessage(error) };
+      }
+    }
+    return out;
   }
 
   async function handle(request: Request): Promise<Response> {
@@ -251,6 +289,10 @@ export function startHealthServer(options: HealthServerOptions): HealthServer {
       checks.set(name, check);
     },
     removeCheck: (name) => checks.delete(name),
+    setDetail(name, detail) {
+      if (name === "") throw new TypeError("Cannot set a readiness detail: the name is empty");
+      details.set(name, detail);
+    },
     setShuttingDown() {
       if (shuttingDown) return;
       shuttingDown = true;

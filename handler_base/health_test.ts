@@ -224,3 +224,28 @@ Deno.test("the server logs where it listens and each change of readiness", async
   assert.equal(lines[0]?.port, health.port);
   assert.deepEqual(lines[1]?.failing, { nats: "disconnected" });
 });
+
+Deno.test("GET /ready shows details without letting them decide readiness", async () => {
+  await using health = start();
+  let state = "open";
+  health.setDetail("backends", () => ({ tts: { state } }));
+  health.setDetail("broken", () => {
+    throw new Error("no data");
+  });
+  let answer = await probe(health, "/ready");
+  assert.equal(answer.status, 200);
+  assert.deepEqual(answer.body, {
+    status: "ready",
+    details: { backends: { tts: { state: "open" } }, broken: { error: "no data" } },
+  });
+  state = "closed";
+  health.setCheck("nats", () => "disconnected");
+  answer = await probe(health, "/ready");
+  assert.equal(answer.status, 503);
+  assert.deepEqual(answer.body, {
+    status: "not ready",
+    failing: { nats: "disconnected" },
+    details: { backends: { tts: { state: "closed" } }, broken: { error: "no data" } },
+  });
+  assert.throws(() => health.setDetail("", () => 1), TypeError);
+});

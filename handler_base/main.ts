@@ -58,6 +58,8 @@ import {
   type RuntimeConfigSpec,
   runtimeConfigSpec,
 } from "./config.ts";
+import { CircuitBreakers } from "./clients/circuit_breaker.ts";
+import type { ClientFromConfigOptions } from "./clients/http.ts";
 import { CONSUME_MODES, type ConsumeMode, type Endpoint, type Service } from "./handler.ts";
 import type { ReadinessCheck } from "./health.ts";
 import {
@@ -104,6 +106,13 @@ export interface SetupContext {
   readonly logger: Logger;
   /** Fires on SIGTERM or SIGINT: pass it to background work that setup starts. */
   readonly signal: AbortSignal;
+  /**
+   * What every `<backend>ClientFromConfig` factory takes: the logger and the
+   * service's circuit breakers, whose states `/ready` (as non-gating
+   * `details.backends`, beside `details.memory`) and `$SRV.STATS` (each endpoint's `data.backends`)
+   * show. Pass it as it is: `llmClientFromConfig(config, clients)`.
+   */
+  readonly clients: ClientFromConfigOptions & { readonly breakers: CircuitBreakers };
 }
 
 /** What a service's `setup` returns: what to serve and what to release after. */
@@ -350,9 +359,10 @@ export async function serviceMain<S extends ConfigSpec>(
   const base = config as unknown as Config<BaseServiceSpec>;
   const logger = createLogger({ service: name, level: base.logLevel });
   const signal = options.signal ?? terminationSignal();
+  const breakers = new CircuitBreakers({ logger });
   let parts: ServiceParts;
   try {
-    parts = await definition.setup(config, { name, logger, signal });
+    parts = await definition.setup(config, { name, logger, signal, clients: { logger, breakers } });
   } catch (error) {
     if (error instanceof ConfigError) {
       printError(error.message);
@@ -379,6 +389,7 @@ export async function serviceMain<S extends ConfigSpec>(
       ...(parts.timeoutMs ? { timeoutMs: parts.timeoutMs } : {}),
       ...(parts.telemetry ? { telemetry: parts.telemetry } : {}),
       ...(parts.onStart ? { onStart: parts.onStart } : {}),
+      details: { backends: () => breakers.snapshot(), memory: memoryDetail },
     });
   } catch (error) {
     logger.error("The service failed", { error });
@@ -391,6 +402,18 @@ export async function serviceMain<S extends ConfigSpec>(
     }
   }
   exit(code);
+}
+
+/** The process's memory in MiB, shown on `/ready` (never gating) for soak measurements. */
+function memoryDetail(): Record<string, number> {
+  const { rss, heapTotal, heapUsed, external } = Deno.memoryUsage();
+  const mib = (bytes: number) => Math.round(bytes / 104857.6) / 10;
+  return {
+    rss_mib: mib(rss),
+    heap_total_mib: mib(heapTotal),
+    heap_used_mib: mib(heapUsed),
+    external_mib: mib(external),
+  };
 }
 
 /** The variables of a spec the process may not read. */

@@ -5,8 +5,8 @@
  * at-least-once delivery and a clean shutdown.
  *
  * Each concern is also its own entry point (`@homelab/handler-base/config`,
- * `/natsutil`, `/health`, `/telemetry`, `/handler`, `/run`, `/jetstream`,
- * `/discovery`, `/messages`, `/errors`, `/log`, `/async`, `/clients/<name>`,
+ * `/natsutil`, `/health`, `/telemetry`, `/handler`, `/run`, `/jetstream`, `/confirmed-publish`,
+ * `/discovery`, `/messages`, `/errors`, `/log`, `/async`, `/text`, `/clients/<name>`,
  * `/testing`): import only what you use.
  *
  * @example A service in a few lines
@@ -36,6 +36,7 @@
  */
 export * from "./async.ts";
 export * from "./config.ts";
+export * from "./confirmed_publish.ts";
 export * from "./discovery.ts";
 export * from "./errors.ts";
 export * from "./handler.ts";
@@ -47,3 +48,4 @@ export * from "./messages.ts";
 export * from "./natsutil.ts";
 export * from "./run.ts";
 export * from "./telemetry.ts";
+export * from "./text.ts";

@@ -26,14 +26,14 @@ async function graphOf(entry: string): Promise<{ local: string[]; npm: string[] 
   return { local: local.sort(), npm: [...npm].sort() };
 }
 
-Deno.test("config loads nothing but the log levels it parses", async () => {
+Deno.test("config loads nothing but the leaf helpers it uses (log levels, text length)", async () => {
   const { local, npm } = await graphOf(exports["./config"]);
-  assert.deepEqual(local, ["config.ts", "log.ts"]);
+  assert.deepEqual(local, ["config.ts", "log.ts", "text.ts"]);
   assert.deepEqual(npm, []);
 });
 
-Deno.test("log and async load nothing else", async () => {
-  for (const entry of ["./log", "./async"]) {
+Deno.test("log, async and text load nothing else", async () => {
+  for (const entry of ["./log", "./async", "./text"]) {
     const { local, npm } = await graphOf(exports[entry]);
     assert.deepEqual([local, npm], [[exports[entry].slice(2)], []], entry);
   }
@@ -48,7 +48,7 @@ Deno.test("no client module loads NATS or the handler runtime", async () => {
     const runtime = local.filter((f) => !f.startsWith("clients/") && !f.startsWith("gen/"));
     for (const file of runtime) {
       assert.ok(
-        ["async.ts", "config.ts", "errors.ts", "log.ts"].includes(file),
+        ["async.ts", "config.ts", "errors.ts", "log.ts", "text.ts"].includes(file),
         `${entry} loads ${file}`,
       );
     }

@@ -107,6 +107,11 @@ export interface RunServiceOptions extends ConsumeSettings {
   checks?: Record<string, ReadinessCheck>;
   /** Called once the service is serving (its endpoints and JetStream consumers). */
   onStart?: (service: Service) => Promise<void>;
+  /**
+   * Details shown, never gating, on `/ready` and in every endpoint's `data`
+   * of `$SRV.STATS` (the circuit breakers of the backends). @default {}
+   */
+  details?: Record<string, () => unknown>;
 }
 
 /**
@@ -134,6 +139,8 @@ export async function runService(options: RunServiceOptions): Promise<void> {
     logger,
   });
   health.setCheck("nats", () => "not connected yet");
+  const details = Object.entries(options.details ?? {});
+  for (const [detailName, detail] of details) health.setDetail(detailName, detail);
   try {
     const nc = await connectUntilSignal({ ...options.nats, name }, signal, logger);
     if (!nc) return;
@@ -164,7 +171,10 @@ export async function runService(options: RunServiceOptions): Promise<void> {
       });
     }
     await service.start();
-    const discovery = startDiscovery(service, { description: options.description ?? "" });
+    const discovery = startDiscovery(service, {
+      description: options.description ?? "",
+      data: () => Object.fromEntries(details.map(([key, detail]) => [key, detail()])),
+    });
     if (service.jetstreamEndpoints.length > 0) {
       const consumers = consumeJetStream(service, options.jetstream);
       health.setCheck("jetstream", () => consumers.check());

@@ -44,9 +44,10 @@ Deno.test("kubectl kustomize k8s/ renders every service hardened, probed and sca
     const pod = find(all, "Deployment", service.name).spec.template.spec;
     const [container] = pod.containers;
     const env: Manifest[] = container.env;
-    // Deno reads OTEL_* and DENO_V8_FLAGS itself, outside the permission system.
+    // Deno reads OTEL_* and DENO_V8_FLAGS itself, glibc MALLOC_ARENA_MAX: no permission needed.
     const undeclared = env.map((e) => e.name).filter((n: string) =>
-      !declared.has(n) && !n.startsWith("OTEL_") && n !== "DENO_V8_FLAGS"
+      !declared.has(n) && !n.startsWith("OTEL_") &&
+      !["DENO_V8_FLAGS", "MALLOC_ARENA_MAX"].includes(n)
     );
     assert.deepEqual(undeclared, [], `${service.name} sets variables it may not read`);
     const value = (name: string) => env.find((e) => e.name === name)?.value;

@@ -6,6 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p dist
+# The V8 heap bounds of the Dockerfile (for a 256Mi limit; docs/RELIABILITY.md).
+V8_FLAGS="${V8_FLAGS:---max-old-space-size=96,--max-semi-space-size=2}"
 mapfile -t rows < <(deno run --no-prompt services/table.ts)
 rows+=("ensure-streams scripts/ensure_streams.ts")
 status=0
@@ -13,7 +15,7 @@ for row in "${rows[@]}"; do
   service=${row%% *}
   entry=${row#* }
   if (($#)) && [[ " $* " != *" $service "* ]]; then continue; fi
-  if ! output=$(deno compile --frozen --no-prompt -P="$service" --output "dist/$service" "$entry" 2>&1); then
+  if ! output=$(deno compile --frozen --no-prompt -P="$service" --v8-flags="$V8_FLAGS" --output "dist/$service" "$entry" 2>&1); then
     if grep -qiE "download|denort|dns|connect" <<<"$output" && [[ -z ${DENORT_BIN:-} ]]; then
       echo "Cannot compile $service: Deno's runtime for compile cannot be downloaded here; set DENORT_BIN to a local denort binary" >&2
       exit 1

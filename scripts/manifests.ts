@@ -40,8 +40,12 @@ export const BACKEND_VARIABLES = [
   "ARGO_NAMESPACE",
 ] as const;
 
-/** The share of the memory limit given to V8's old space; the rest is code, stacks, buffers. */
-const HEAP_SHARE = 0.6;
+/**
+ * The share of the memory limit given to V8's old space; the rest is code, stacks, buffers and
+ * what the native allocator keeps (docs/RELIABILITY.md: 96 MiB of old space and 2 MiB semi-spaces
+ * held a soaked tts-module at about 140 MiB resident under a 256 MiB limit).
+ */
+const HEAP_SHARE = 0.375;
 
 type Yaml = string | number | boolean | null | Yaml[] | { [key: string]: Yaml };
 
@@ -127,8 +131,9 @@ function deployment(service: ServiceEntry, definition: ServiceDefinition): Yaml 
   for (const [name, value] of Object.entries(fixed)) env.push({ name, value });
   const heapMiB = Math.floor(deploy.memoryMiB * HEAP_SHARE);
   env.push(
-    // Deno reads these itself, outside the permission system.
-    { name: "DENO_V8_FLAGS", value: `--max-old-space-size=${heapMiB},--max-semi-space-size=4` },
+    // Deno and glibc read these themselves, outside the permission system.
+    { name: "DENO_V8_FLAGS", value: `--max-old-space-size=${heapMiB},--max-semi-space-size=2` },
+    { name: "MALLOC_ARENA_MAX", value: "2" },
     { name: "OTEL_DENO", value: "true" },
     { name: "OTEL_SERVICE_NAME", value: service.name },
     {

@@ -17,6 +17,15 @@
  *   {@linkcode BackendUnavailableError}; any other non-2xx status a
  *   {@linkcode BackendError} with a short excerpt of the body; a body that is not
  *   JSON or is larger than `maxBodyBytes` an {@linkcode InvalidResponseError}.
+ * - A {@linkcode CircuitBreaker} per backend (`clients/circuit_breaker.ts`)
+ *   counts consecutive connection failures. Once it opens, calls fail at once
+ *   with {@linkcode BackendUnavailableError} without touching the network,
+ *   and a call whose connection fails is not retried: a backend that is down
+ *   costs its callers no time, so their slots do not fill. After its open
+ *   time one probe call goes through and closes it again.
+ * - A retry never waits past the call's timeout: when the backoff would end
+ *   after it, the call fails with the last error at once; and the caller's
+ *   signal (a handler's deadline) ends a backoff as it ends any wait.
  * - Bodies are always read or cancelled, so connections are reused.
  * - Errors and log lines carry no credentials: user info in the base URL is
  *   turned into a `Basic` header and removed, header values never appear, and
@@ -44,6 +53,8 @@ import {
 import { delay } from "../async.ts";
 import { envVar, type VarSpec } from "../config.ts";
 import type { Logger } from "../log.ts";
+import { truncateText } from "../text.ts";
+import { CircuitBreaker, type CircuitBreakers, type CircuitPermit } from "./circuit_breaker.ts";
 
 /** Options every backend client takes (the HTTP part of its configuration). */
 export interface ClientOptions {
@@ -106,6 +117,19 @@ export interface ClientOptions {
    * @default Math.random
    */
   random?: () => number;
+  /**
+   * The circuit breaker of this backend, or `false` for none.
+   *
+   * @default `breakers.get(backend)` when `breakers` is given, else a breaker of the client's own
+   */
+  circuitBreaker?: CircuitBreaker | false;
+  /**
+   * The service's registry of breakers: the client uses (and shows there)
+   * the breaker of its backend name.
+   *
+   * @default none
+   */
+  breakers?: CircuitBreakers;
 }
 
 /** Options of {@linkcode createHttpClient}. */
@@ -192,6 +216,8 @@ export interface HttpClient {
   readonly backend: string;
   /** The base URL without credentials. */
   readonly baseUrl: string;
+  /** The backend's circuit breaker, when it has one. */
+  readonly circuitBreaker: CircuitBreaker | undefined;
   /**
    * Sends a request and parses the JSON body of the 2xx answer.
    *
@@ -373,7 +399,7 @@ function excerptOf(text: string, secrets: readonly string[]): string {
     .replace(/[\u0000-\u001f\u007f]+/g, " ")
     .replace(/\s+/g, " ")
     .trim();
-  return message.length > EXCERPT_CHARS ? `${message.slice(0, EXCERPT_CHARS - 1)}…` : message;
+  return truncateText(message, EXCERPT_CHARS, { ellipsis: "…" });
 }
 
 /** The message of the usual JSON error bodies (`{detail}`, `{message}`, `{error: {message}}`). */
@@ -457,6 +483,7 @@ class FetchHttpClient implements HttpClient {
   readonly #logger: Logger | undefined;
   readonly #sleep: (ms: number, signal: AbortSignal) => Promise<void>;
   readonly #random: () => number;
+  readonly circuitBreaker: CircuitBreaker | undefined;
 
   constructor(
     backend: string,
@@ -478,6 +505,9 @@ class FetchHttpClient implements HttpClient {
     this.#logger = options.logger;
     this.#sleep = options.sleep ?? ((ms, signal) => delay(ms, { signal }));
     this.#random = options.random ?? Math.random;
+    this.circuitBreaker = options.circuitBreaker === false ? undefined : options.circuitBreaker ??
+      options.breakers?.get(backend) ??
+      new CircuitBreaker(backend, options.logger ? { logger: options.logger } : {});
   }
 
   async json(path: string, options: HttpRequestOptions = {}): Promise<unknown> {
@@ -550,12 +580,22 @@ class FetchHttpClient implements HttpClient {
     const init = this.#init(options, scope.signal);
     const idempotent = options.idempotent ?? (init.method === "GET" || init.method === "HEAD");
     const url = this.baseUrl + path;
+    const startedAt = performance.now();
     for (let attempt = 0;; attempt++) {
       scope.signal.throwIfAborted();
       let failure: HandlerError;
       let retryAfterMs: number | undefined;
+      const permit = this.#admit();
       try {
-        const response = await this.#fetch(url, init);
+        let response: Response;
+        try {
+          response = await this.#fetch(url, init);
+        } catch (error) {
+          if (scope.signal.aborted) permit?.released();
+          else permit?.failed(describeNetworkError(error));
+          throw error;
+        }
+        permit?.succeeded();
         if (response.ok) return response;
         if (!UNAVAILABLE_STATUSES.has(response.status)) {
           const text = await readPrefix(response.body, ERROR_BODY_READ_BYTES);
@@ -578,8 +618,12 @@ class FetchHttpClient implements HttpClient {
       }
       if (!idempotent || attempt >= this.#retries) throw failure;
       if (retryAfterMs !== undefined && retryAfterMs > this.#maxRetryDelayMs) throw failure;
+      // A backend whose circuit opened is down: retrying would only hold the caller.
+      if (this.circuitBreaker && this.circuitBreaker.state !== "closed") throw failure;
       const backoff = Math.min(this.#maxRetryDelayMs, this.#retryDelayMs * 2 ** attempt);
       const delayMs = retryAfterMs ?? Math.round(backoff * (0.5 + this.#random() / 2));
+      // Never wait into the call's own timeout: fail with what is known now.
+      if (timeoutMs > 0 && performance.now() - startedAt + delayMs >= timeoutMs) throw failure;
       this.#logger?.warn("Retrying backend call", {
         backend: this.backend,
         path,
@@ -590,6 +634,20 @@ class FetchHttpClient implements HttpClient {
       });
       await this.#sleep(delayMs, scope.signal);
     }
+  }
+
+  /** A permit of the circuit breaker, or the error of a refused call. */
+  #admit(): CircuitPermit | undefined {
+    const breaker = this.circuitBreaker;
+    if (!breaker) return undefined;
+    const permit = breaker.tryAcquire();
+    if (permit) return permit;
+    const { consecutive_failures, last_failure, retry_in_ms } = breaker.snapshot();
+    const next = retry_in_ms > 0 ? `, next try in ${retry_in_ms} ms` : ", a probe is under way";
+    throw new BackendUnavailableError(this.backend, {
+      detail: `the circuit is open after ${consecutive_failures} failed connections ` +
+        `(${last_failure || "connection failed"})${next}`,
+    });
   }
 
   #init(options: HttpRequestOptions, signal: AbortSignal): RequestInit {
@@ -697,6 +755,14 @@ export interface ClientFromConfigOptions {
    * @default no logging
    */
   logger?: Logger;
+  /**
+   * The service's circuit breakers: the client uses its backend's (see
+   * {@linkcode ClientOptions.breakers}). `serviceMain` passes its registry
+   * to `setup` as `context.clients.breakers`.
+   *
+   * @default a breaker of the client's own
+   */
+  breakers?: CircuitBreakers;
 }
 
 /**

@@ -123,8 +123,20 @@ Deno.test("HttpClient waits as long as Retry-After says, and not at all when it 
   const date = new Date(Date.now() + 60_000).toUTCString();
   fake.failNext(503, { headers: { "retry-after": date } });
   const dated: number[] = [];
-  await client(fake.url, { maxRetryDelayMs: 120_000 }, dated).json("/x");
+  await client(fake.url, { maxRetryDelayMs: 120_000, timeoutMs: 0 }, dated).json("/x");
   assert.ok(dated[0]! > 50_000 && dated[0]! <= 60_000, String(dated[0]));
+});
+
+Deno.test("HttpClient never waits into its timeout: a retry that would end after it fails at once", async () => {
+  await using fake = startFakeHttpServer(() => Response.json({ ok: true }));
+  fake.failNext(503, { headers: { "retry-after": "20" } });
+  const delays: number[] = [];
+  const error = await client(fake.url, { maxRetryDelayMs: 60_000, timeoutMs: 10_000 }, delays)
+    .json("/x").catch((e) => e);
+  assert.ok(error instanceof BackendUnavailableError, String(error));
+  assert.equal(error.message, 'Cannot reach backend "demo": the backend answered 503');
+  assert.deepEqual(delays, []);
+  assert.equal(fake.requests.length, 1);
 });
 
 Deno.test("HttpClient retries a refused connection, then reports it without the URL", async () => {

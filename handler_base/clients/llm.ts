@@ -41,6 +41,7 @@ import {
   createHttpClient,
   type HttpClient,
 } from "./http.ts";
+import { truncateText } from "../text.ts";
 import { parseSse } from "./sse.ts";
 import { isRecord } from "./_json.ts";
 
@@ -315,7 +316,7 @@ function parseChunk(data: string): { delta: string; finishReason?: string; model
   const error = isRecord(chunk.error) ? chunk.error : chunk.object === "error" ? chunk : undefined;
   if (error) {
     const status = typeof error.code === "number" ? error.code : 0;
-    const message = typeof error.message === "string" ? error.message.slice(0, 200) : "";
+    const message = typeof error.message === "string" ? truncateText(error.message, 200) : "";
     throw new BackendError(BACKEND, { status, excerpt: message });
   }
   if (!Array.isArray(chunk.choices)) {

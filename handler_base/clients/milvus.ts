@@ -25,6 +25,7 @@
 import { type Config, envVar, type VarSpec } from "../config.ts";
 import { BackendError, InvalidArgumentError, InvalidResponseError } from "../errors.ts";
 import { type ClientFromConfigOptions, type ClientOptions, createHttpClient } from "./http.ts";
+import { truncateText } from "../text.ts";
 import { isRecord } from "./_json.ts";
 
 /** The metric of a vector index. */
@@ -201,7 +202,7 @@ export function createMilvusClient(options: MilvusClientOptions): MilvusClient {
         throw new InvalidResponseError(BACKEND, "code is missing");
       }
       if (answer.code !== 0) {
-        const message = typeof answer.message === "string" ? answer.message.slice(0, 200) : "";
+        const message = typeof answer.message === "string" ? truncateText(answer.message, 200) : "";
         throw new BackendError(BACKEND, {
           status: 0,
           excerpt: `code ${answer.code}${message ? `: ${message}` : ""}`,

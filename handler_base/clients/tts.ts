@@ -517,9 +517,10 @@ export function ttsClientFromConfig(
   config: Config<TtsConfigSpec>,
   options: TtsClientFromConfigOptions = {},
 ): TtsClient {
-  const { defaultSpeaker, logger } = options;
+  const { defaultSpeaker, logger, breakers } = options;
   return createTtsClient({
     ...(logger ? { logger } : {}),
+    ...(breakers ? { breakers } : {}),
     baseUrl: config.ttsUrl,
     api: config.ttsApi,
     timeoutMs: config.ttsTimeoutMs,

@@ -147,6 +147,17 @@ export interface FakeServer extends AsyncDisposable {
   close(): Promise<void>;
 }
 
+/** Where a fake listens. */
+export interface FakeServerOptions {
+  /**
+   * The port on 127.0.0.1: give the port of a fake that was closed to bring
+   * "the same backend" back after an outage.
+   *
+   * @default 0 (a free port)
+   */
+  port?: number;
+}
+
 /** What a fake's route handler gets besides the request. */
 export interface FakeContext {
   /** Aborts when the fake server closes. */
@@ -175,6 +186,7 @@ interface Failure {
  * has, answering with the given routes.
  *
  * @param routes The fake's own handler.
+ * @param options Where it listens.
  * @returns The running server.
  *
  * @example A one-route fake
@@ -188,7 +200,10 @@ interface Failure {
  * await response.body?.cancel();
  * ```
  */
-export function startFakeHttpServer(routes: FakeRoutes): FakeServer {
+export function startFakeHttpServer(
+  routes: FakeRoutes,
+  options: FakeServerOptions = {},
+): FakeServer {
   const requests: RecordedRequest[] = [];
   const unclaimed: RecordedRequest[] = [];
   const waiters: ((request: RecordedRequest) => void)[] = [];
@@ -224,7 +239,7 @@ export function startFakeHttpServer(routes: FakeRoutes): FakeServer {
     return await routes(recorded, { closing: closing.signal, disconnected });
   };
   let server: Deno.HttpServer<Deno.NetAddr> | undefined = Deno.serve(
-    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    { hostname: "127.0.0.1", port: options.port ?? 0, onListen() {} },
     handler,
   );
   const port = server.addr.port;
@@ -988,6 +1003,7 @@ function xttsError(detail: string): Response {
  * (`response_format` `wav`, or `pcm` streamed).
  *
  * @param config The initial behaviour.
+ * @param options Where it listens (a port to come back on after {@linkcode FakeServer.close}).
  * @returns The running fake.
  *
  * @example Release streamed chunks one at a time
@@ -1000,7 +1016,10 @@ function xttsError(detail: string): Response {
  * });
  * ```
  */
-export function startFakeXtts(config: FakeXttsConfig = {}): FakeXtts {
+export function startFakeXtts(
+  config: FakeXttsConfig = {},
+  options: FakeServerOptions = {},
+): FakeXtts {
   function pcmFor(text: string): Uint8Array {
     const c = fake.config;
     const perChar = c.samplesPerChar ?? 240;
@@ -1065,7 +1084,7 @@ export function startFakeXtts(config: FakeXttsConfig = {}): FakeXtts {
         });
       }
       return notFound(request);
-    }),
+    }, options),
     { config, pcmFor },
   );
   return fake;

@@ -17,6 +17,7 @@
  *
  * @module
  */
+import { CircuitBreakers } from "../clients/circuit_breaker.ts";
 import { loadConfig } from "../config.ts";
 import type { ConsumeMode, Endpoint, Service } from "../handler.ts";
 import type { JetStreamConsumerOptions } from "../jetstream.ts";
@@ -124,12 +125,13 @@ export async function startTestService(options: TestServiceOptions): Promise<Tes
     write: (line) => logs.push(JSON.parse(line)),
   });
   const controller = new AbortController();
+  const breakers = new CircuitBreakers({ logger });
   let parts: ServiceParts | undefined;
   try {
     parts = options.definition
       ? await options.definition.setup(
         loadConfig(options.definition.spec, { ...options.env, NATS_URL: url, HEALTH_PORT: "0" }),
-        { name, logger, signal: controller.signal },
+        { name, logger, signal: controller.signal, clients: { logger, breakers } },
       )
       : { endpoints: options.endpoints ?? [] };
   } catch (error) {
@@ -158,6 +160,7 @@ export async function startTestService(options: TestServiceOptions): Promise<Tes
       ? { timeoutMs: options.timeoutMs ?? parts.timeoutMs }
       : {}),
     ...(parts.checks ? { checks: parts.checks } : {}),
+    details: { backends: () => breakers.snapshot() },
     onStart: async (service) => {
       await parts?.onStart?.(service);
       resolveStarted(service);

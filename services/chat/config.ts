@@ -23,7 +23,7 @@ import { type Config, envVar } from "@homelab/handler-base/config";
 import { llmClientFromConfig, llmConfigSpec } from "@homelab/handler-base/clients/llm";
 import { ragClientsFromConfig, ragConfigSpec } from "@homelab/handler-base/clients/rag";
 import { ttsClientFromConfig, ttsConfigSpec } from "@homelab/handler-base/clients/tts";
-import type { Logger } from "@homelab/handler-base/log";
+import type { ClientFromConfigOptions } from "@homelab/handler-base/clients/http";
 import type { ChatClients, ChatHandlerOptions } from "./handler.ts";
 import { DEFAULT_SYSTEM_PROMPT } from "./prompt.ts";
 
@@ -63,7 +63,7 @@ export type ChatModuleConfig = Config<typeof chatModuleConfigSpec>;
  * The backend clients a loaded configuration describes.
  *
  * @param config The loaded variables.
- * @param logger Where the clients report retries.
+ * @param options The logger and the circuit breakers (`setup`'s `context.clients`).
  * @returns The LLM, retrieval and TTS clients.
  *
  * @example
@@ -75,8 +75,10 @@ export type ChatModuleConfig = Config<typeof chatModuleConfigSpec>;
  * console.log(clients.tts?.api); // "openai"
  * ```
  */
-export function chatClientsFromConfig(config: ChatModuleConfig, logger?: Logger): ChatClients {
-  const options = logger ? { logger } : {};
+export function chatClientsFromConfig(
+  config: ChatModuleConfig,
+  options: ClientFromConfigOptions = {},
+): ChatClients {
   return {
     llm: llmClientFromConfig(config, options),
     rag: ragClientsFromConfig(config, options),

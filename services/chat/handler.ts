@@ -66,6 +66,7 @@ import {
   toErrorResponse,
 } from "@homelab/handler-base/errors";
 import { defineEndpoint, type Endpoint, type HandlerContext } from "@homelab/handler-base/handler";
+import { countCodePoints, exceedsCodePoints, truncateText } from "@homelab/handler-base/text";
 import {
   type ChatRequest,
   ChatRequestSchema,
@@ -206,9 +207,11 @@ export function createChatEndpoints(
   function checkedQuery(req: ChatRequest): string {
     const query = effectiveQuery(req);
     if (query === "") throw new InvalidArgumentError("Cannot chat: the message is empty");
-    if (query.length > maxQueryChars) {
+    if (exceedsCodePoints(query, maxQueryChars)) {
       throw new InvalidArgumentError(
-        `Cannot chat: the message has ${query.length} characters, more than ${maxQueryChars}`,
+        `Cannot chat: the message has ${
+          countCodePoints(query)
+        } characters, more than ${maxQueryChars}`,
       );
     }
     return query;
@@ -401,7 +404,7 @@ export function createChatEndpoints(
     const userId = req.userId || userIdOf(ctx);
     ctx.addLogFields({ user_id: userId });
     checkToken("greet", "user_id", userId);
-    const name = (req.nickname.trim() || req.username.trim()).slice(0, MAX_ID_CHARS);
+    const name = truncateText(req.nickname.trim() || req.username.trim(), MAX_ID_CHARS);
     let greeting = "";
     try {
       const generation = await clients.llm.generate(greetingMessages(name), {
@@ -476,7 +479,7 @@ function checkedTopK(topK: number): number {
 
 function checkToken(action: string, field: string, value: string): void {
   if (value === "") throw new InvalidArgumentError(`Cannot ${action}: ${field} is missing`);
-  if (value.length > MAX_ID_CHARS || !SUBJECT_TOKEN.test(value)) {
+  if (exceedsCodePoints(value, MAX_ID_CHARS) || !SUBJECT_TOKEN.test(value)) {
     throw new InvalidArgumentError(
       `Cannot ${action}: ${field} must be one subject token of at most ${MAX_ID_CHARS} characters`,
     );
@@ -484,7 +487,9 @@ function checkToken(action: string, field: string, value: string): void {
 }
 
 function checkSubject(field: string, value: string): void {
-  if (value.length > MAX_ID_CHARS || !value.split(".").every((t) => SUBJECT_TOKEN.test(t))) {
+  if (
+    exceedsCodePoints(value, MAX_ID_CHARS) || !value.split(".").every((t) => SUBJECT_TOKEN.test(t))
+  ) {
     throw new InvalidArgumentError(`Cannot chat: ${field} is not a valid subject to publish to`);
   }
 }

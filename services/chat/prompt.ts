@@ -15,6 +15,7 @@
  * @module
  */
 import type { ChatMessage } from "@homelab/handler-base/clients/llm";
+import { truncateText } from "@homelab/handler-base/text";
 
 /** The system prompt used when neither the request nor `CHAT_SYSTEM_PROMPT` gives one. */
 export const DEFAULT_SYSTEM_PROMPT: string =
@@ -66,7 +67,7 @@ export function chatMessages(systemPrompt: string, query: string, context: strin
  * ```
  */
 export function greetingMessages(name: string): ChatMessage[] {
-  const who = name.trim().slice(0, MAX_NAME_CHARS);
+  const who = truncateText(name.trim(), MAX_NAME_CHARS);
   return [
     {
       role: "system",

@@ -25,9 +25,9 @@ export const chatService = defineService({
   name: "chat-handler",
   description: "RAG chat with streamed tokens, optional speech, and greetings",
   config: chatModuleConfigSpec,
-  setup(config, { logger }) {
+  setup(config, { clients }) {
     const endpoints = createChatEndpoints(
-      chatClientsFromConfig(config, logger),
+      chatClientsFromConfig(config, clients),
       chatHandlerOptionsFromConfig(config),
     );
     return { endpoints };

@@ -57,6 +57,7 @@ import type { AudioFormat, SpeakerLatents, TtsClient } from "@homelab/handler-ba
 import { parseWav } from "@homelab/handler-base/clients/wav";
 import { InvalidArgumentError, toErrorResponse } from "@homelab/handler-base/errors";
 import { defineEndpoint, type Endpoint, type HandlerContext } from "@homelab/handler-base/handler";
+import { exceedsCodePoints } from "@homelab/handler-base/text";
 import {
   AudioEncoding,
   create,
@@ -184,18 +185,11 @@ export function sessionIdOf(tokens: readonly string[]): string {
   return last;
 }
 
-function countCodePoints(text: string, stopAfter: number): number {
-  let count = 0;
-  for (const _ of text) if (++count > stopAfter) break;
-  return count;
-}
-
 function checkText(text: string, maxChars: number): void {
   if (text.trim() === "") {
     throw new InvalidArgumentError("Cannot synthesize speech: the text is empty");
   }
-  // UTF-16 length is an upper bound of the code points; count only when it matters.
-  if (text.length > maxChars && countCodePoints(text, maxChars) > maxChars) {
+  if (exceedsCodePoints(text, maxChars)) {
     throw new InvalidArgumentError(
       `Cannot synthesize speech: the text is longer than ${maxChars} characters`,
     );

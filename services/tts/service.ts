@@ -23,9 +23,9 @@ export const ttsService = defineService({
   name: "tts-module",
   description: "Text to speech over NATS, full or streamed, with custom voices",
   config: ttsModuleConfigSpec,
-  async setup(config, { logger, signal }) {
+  async setup(config, { logger, signal, clients }) {
     const defaultSpeaker = config.ttsDefaultSpeaker;
-    const tts = ttsClientFromConfig(config, { logger, defaultSpeaker });
+    const tts = ttsClientFromConfig(config, { ...clients, defaultSpeaker });
     const voices = await startVoiceRegistry({
       dir: config.ttsVoicesDir,
       tts,
