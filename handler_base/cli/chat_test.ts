@@ -43,7 +43,12 @@ async function startChat(reply = "Streams keep messages on disk.") {
 
 Deno.test("cli chat --rag --stream prints the tokens and the answer of chat-handler", async () => {
   await using chat = await startChat();
-  const run = await runIn(chat.service.url, ["chat", "What does JetStream add?", "--rag", "--stream"]);
+  const run = await runIn(chat.service.url, [
+    "chat",
+    "What does JetStream add?",
+    "--rag",
+    "--stream",
+  ]);
   assert.equal(run.code, 0, run.stderr);
   assert.equal(run.stdout, "Streams keep messages on disk.\n");
   assert.match(run.stderr, /used_rag=true, [1-9]\d* chunks/);

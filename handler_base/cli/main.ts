@@ -105,71 +105,83 @@ function required(values: Values, name: string, command: string): string {
   return value;
 }
 
-/** Runs one parsed command; each returns the JSON-able outcome. */
-function dispatch(
-  ctx: CommandContext,
-  command: CommandSpec,
-  values: Values,
-  args: readonly string[],
-): Promise<object> {
+/** A command ready to run; it returns the JSON-able outcome. */
+type PreparedCommand = (ctx: CommandContext) => Promise<object>;
+
+/** Checks the arguments of one parsed command (before connecting) and binds them. */
+function prepare(command: CommandSpec, values: Values, args: readonly string[]): PreparedCommand {
   switch (command.name) {
-    case "chat":
-      return chat(ctx, {
+    case "chat": {
+      const options = {
         question: args.join(" "),
         rag: values.rag === true,
         stream: values.stream === true,
         ttsFile: text(values, "tts"),
         userId: subjectToken("user", text(values, "user") ?? "cli"),
-      });
-    case "greet":
-      return greet(ctx, {
+      };
+      return (ctx) => chat(ctx, options);
+    }
+    case "greet": {
+      const options = {
         user: subjectToken("user", args[0]!),
         nickname: text(values, "nickname"),
         premium: values.premium === true,
-      });
-    case "tts":
-      return tts(ctx, {
+      };
+      return (ctx) => greet(ctx, options);
+    }
+    case "tts": {
+      const options = {
         text: args.join(" "),
         output: required(values, "output", "tts"),
         stream: values.stream === true,
         voice: text(values, "voice"),
         language: text(values, "language"),
-      });
+      };
+      return (ctx) => tts(ctx, options);
+    }
     case "voices":
-      return voices(ctx, { refresh: values.refresh === true });
+      return (ctx) => voices(ctx, { refresh: values.refresh === true });
     case "stt": {
       const session = text(values, "session");
-      return stt(ctx, {
+      const options = {
         file: args[0]!,
         chunkMs: numberOption(values, "chunk-ms") ?? 100,
         speed: numberOption(values, "speed", { allowZero: true }) ?? 1,
         settleMs: numberOption(values, "settle-ms") ?? 3000,
         ...(session ? { sessionId: subjectToken("session", session) } : {}),
-      });
+      };
+      return (ctx) => stt(ctx, options);
     }
-    case "listen":
-      return listen(ctx, {
+    case "listen": {
+      const options = {
         seconds: numberOption(values, "seconds"),
         chunkMs: numberOption(values, "chunk-ms") ?? 100,
         settleMs: numberOption(values, "settle-ms") ?? 3000,
-      });
-    case "voice":
-      return voice(ctx, {
+      };
+      return (ctx) => listen(ctx, options);
+    }
+    case "voice": {
+      const options = {
         input: args[0]!,
         output: required(values, "output", "voice"),
         language: text(values, "language"),
         collection: text(values, "collection"),
-      });
+      };
+      return (ctx) => voice(ctx, options);
+    }
     case "pipeline": {
       const requestId = text(values, "request-id");
-      return pipeline(ctx, {
+      const options = {
         name: args[0]!,
         parameters: parseParameters(args.slice(1)),
         ...(requestId ? { requestId: subjectToken("request id", requestId) } : {}),
-      });
+      };
+      return (ctx) => pipeline(ctx, options);
     }
-    case "services":
-      return services(ctx, { name: args[0] });
+    case "services": {
+      const name = args[0];
+      return (ctx) => services(ctx, { name });
+    }
     default:
       throw new UsageError(`Cannot run "${command.name}": not implemented`);
   }
@@ -240,14 +252,16 @@ export async function runCli(
     return failure.code;
   };
   let parsed;
+  let run: PreparedCommand;
   try {
     parsed = parseCommandLine(args);
+    if (parsed.kind === "help") {
+      output.stdout(parsed.text);
+      return EXIT_CODES.ok;
+    }
+    run = prepare(parsed.command, parsed.values, parsed.positionals);
   } catch (error) {
     return fail(error);
-  }
-  if (parsed.kind === "help") {
-    output.stdout(parsed.text);
-    return EXIT_CODES.ok;
   }
   const { command } = parsed;
   let nc: NatsConnection | undefined;
@@ -259,7 +273,7 @@ export async function runCli(
       timeoutMs: parsed.timeoutMs,
       signal: options.signal,
     };
-    const result = await dispatch(ctx, command, parsed.values, parsed.positionals);
+    const result = await run(ctx);
     ui.event("result", { command: command.name, ...result });
     return EXIT_CODES.ok;
   } catch (error) {
