@@ -9,7 +9,7 @@ import {
   startTestService,
 } from "../testing/mod.ts";
 import { chatService } from "../../services/chat/service.ts";
-import { runIn, tempDir } from "./_test_helpers.ts";
+import { runIn, tempDir } from "./testdata/cli_helpers.ts";
 
 async function startChat(reply = "Streams keep messages on disk.") {
   const llm = startFakeLlm({ reply, delayMs: 5 });

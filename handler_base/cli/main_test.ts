@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { defineEndpoint } from "../handler.ts";
 import { TTSRequestSchema, TTSStatusSchema } from "../messages.ts";
 import { closedPortUrl, startNatsServer, startTestService } from "../testing/mod.ts";
-import { runIn, runSubprocess } from "./_test_helpers.ts";
+import { runIn, runSubprocess } from "./testdata/cli_helpers.ts";
 import { COMMANDS, parseCommandLine, parseParameters } from "./args.ts";
 import { formatServices } from "./services.ts";
 

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { parseWav } from "../clients/wav.ts";
 import { startFakeXtts, startTestService } from "../testing/mod.ts";
 import { ttsService } from "../../services/tts/service.ts";
-import { runIn, tempDir } from "./_test_helpers.ts";
+import { runIn, tempDir } from "./testdata/cli_helpers.ts";
 import { formatVoices } from "./speech.ts";
 
 async function startTts() {

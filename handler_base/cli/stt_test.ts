@@ -9,7 +9,7 @@ import {
 } from "../messages.ts";
 import { connectNats } from "../natsutil.ts";
 import { startNatsServer, startTestService } from "../testing/mod.ts";
-import { runIn, tempDir } from "./_test_helpers.ts";
+import { runIn, tempDir } from "./testdata/cli_helpers.ts";
 import { createUi, memoryOutput } from "./output.ts";
 import { chunkBytes, listen, pacedChunks, rechunk } from "./stt.ts";
 
@@ -135,7 +135,7 @@ Deno.test("listen() streams what the recorder writes, and names the recorders wh
     const result = await listen(ctx, { recorders: [{ command: "cat", args: () => [raw] }] });
     assert.equal(result.transcript, "turn on the kitchen lights");
     assert.equal(result.chunksSent, Math.ceil(data.length / 3200));
-    assert.match(out.stdoutText(), /partial #0: turn on\nfinal   #1: turn on/);
+    assert.match(out.stdoutText(), /partial #0: turn on\nfinal {3}#1: turn on/);
 
     await assert.rejects(
       listen(ctx, { recorders: [{ command: "no-such-recorder-here", args: () => [] }] }),

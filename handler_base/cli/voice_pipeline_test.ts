@@ -10,7 +10,7 @@ import {
   VoiceResponseSchema,
 } from "../messages.ts";
 import { startTestService } from "../testing/mod.ts";
-import { runIn, tempDir } from "./_test_helpers.ts";
+import { runIn, tempDir } from "./testdata/cli_helpers.ts";
 
 /** A voice-assistant stand-in: two audio chunks, then the VoiceResponse (without audio). */
 const voiceEndpoint = defineEndpoint({

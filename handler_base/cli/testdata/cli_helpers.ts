@@ -4,8 +4,8 @@
  *
  * @module
  */
-import { memoryOutput } from "./output.ts";
-import { runCli } from "./main.ts";
+import { memoryOutput } from "../output.ts";
+import { runCli } from "../main.ts";
 
 /** What one in-process run printed and returned. */
 export interface CliRun {
@@ -42,7 +42,7 @@ export async function runSubprocess(
   args: string[],
   env: Record<string, string> = {},
 ): Promise<{ code: number; stdout: string; stderr: string }> {
-  const root = new URL("../../", import.meta.url).pathname;
+  const root = new URL("../../../", import.meta.url).pathname;
   const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
     args: ["run", "-P=cli", "--quiet", "handler_base/cli/main.ts", ...args],
     cwd: root,
