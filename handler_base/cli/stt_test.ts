@@ -19,7 +19,8 @@ async function startSttStandIn(natsUrl?: string) {
   const endpoint = defineEndpoint({
     subject: "ai.voice.stream.>",
     request: STTStreamMessageSchema,
-    concurrency: 1,
+    concurrency: 1, // in order, as stt-module keeps a session's chunks
+    maxPending: 10_000, // tests send a whole file at once (--speed 0)
     handle(message, ctx) {
       received.push(message);
       const session = ctx.tokens.at(-1)!;
