@@ -86,6 +86,13 @@ export interface NatsConnectOptions {
    * @default 1000
    */
   reconnectTimeWaitMs?: number;
+  /**
+   * How long the first connection may take (TCP, TLS and the server's
+   * handshake), in milliseconds.
+   *
+   * @default 20000
+   */
+  connectTimeoutMs?: number;
 }
 
 /**
@@ -149,6 +156,7 @@ export async function connectNats(options: NatsConnectOptions): Promise<NatsConn
     reconnectTimeWait: options.reconnectTimeWaitMs ?? 1000,
     reconnectJitter: 500,
     waitOnFirstConnect: options.waitOnFirstConnect ?? false,
+    ...(options.connectTimeoutMs === undefined ? {} : { timeout: options.connectTimeoutMs }),
   });
 }
 

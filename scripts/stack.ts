@@ -13,7 +13,9 @@
  * @module
  */
 import { connectNats } from "../handler_base/natsutil.ts";
-import { askChat, speak } from "./ask.ts";
+import { chat } from "../handler_base/cli/chat.ts";
+import { createUi } from "../handler_base/cli/output.ts";
+import { tts } from "../handler_base/cli/speech.ts";
 import {
   startFakeEmbeddings,
   startFakeLlm,
@@ -115,16 +117,24 @@ async function stopAll(): Promise<number> {
   return failures;
 }
 
-/** One streamed chat and one TTS request through NATS, as a frontend would send them. */
+/** One streamed chat and one TTS request through NATS, as the CLI sends them. */
 async function smokeTest(): Promise<void> {
   const nc = await connectNats({ servers: nats.url, name: "stack-smoke" });
+  const ui = createUi({ stdout: () => {}, stderr: () => {} });
+  const dir = await Deno.makeTempDir({ prefix: "stack-smoke-" });
   try {
-    const answer = await askChat(nc, "What is in the knowledge base?", { rag: true });
-    log(`chat answer: ${answer.text} (used_rag=${answer.usedRag}, ${answer.chunks} chunks)`);
-    const { audio, sampleRate } = await speak(nc, "Hello from the stack");
-    log(`tts audio: ${audio.length} bytes at ${sampleRate} Hz`);
+    const ctx = { nc, ui, timeoutMs: 60_000 };
+    const answer = await chat(ctx, {
+      question: "What is in the knowledge base?",
+      rag: true,
+      stream: true,
+    });
+    log(`chat answer: ${answer.response} (used_rag=${answer.usedRag}, ${answer.chunks} chunks)`);
+    const speech = await tts(ctx, { text: "Hello from the stack", output: `${dir}/hello.wav` });
+    log(`tts audio: ${speech.bytes} bytes at ${speech.sampleRate} Hz`);
   } finally {
     await nc.close();
+    await Deno.remove(dir, { recursive: true });
   }
 }
 
@@ -134,8 +144,8 @@ try {
   if (smoke) {
     await smokeTest();
   } else {
-    log(`try: NATS_URL=${nats.url} deno run -A scripts/ask.ts chat "What is JetStream?" --rag`);
-    log(`     NATS_URL=${nats.url} deno run -A scripts/ask.ts tts "Hello" hello.wav`);
+    log(`try: deno task cli chat "What is JetStream?" --rag --stream --nats ${nats.url}`);
+    log(`     deno task cli tts "Hello" -o hello.wav --nats ${nats.url}`);
     log("Ctrl-C stops the stack");
     await new Promise<void>((resolve) => {
       const stop = () => {
