@@ -42,6 +42,7 @@
  *
  * @module
  */
+import { settlesWithin } from "./async.ts";
 import type { ConsumeMode } from "./consume_config.ts";
 import { DEADLINE_TICK_MS, Deadlines } from "./deadlines.ts";
 import type { Endpoint } from "./endpoint.ts";
@@ -486,19 +487,6 @@ class CoreDelivery implements Delivery {
   /** Called by the endpoint's slots when the service stops before this message started. */
   reject(): void {
     this.#service.refuseCore(this);
-  }
-}
-
-/** Whether a promise settles within `ms` milliseconds (its timer is cleared either way). */
-async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const expired = new Promise<false>((resolve) => {
-    timer = setTimeout(() => resolve(false), ms);
-  });
-  try {
-    return await Promise.race([promise.then(() => true), expired]);
-  } finally {
-    clearTimeout(timer);
   }
 }
 

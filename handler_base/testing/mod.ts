@@ -22,6 +22,7 @@
  */
 export * from "./call_endpoint.ts";
 export * from "./collect.ts";
+export * from "./eventually.ts";
 export * from "./fake_backends.ts";
 export * from "./nats_server.ts";
 export * from "./otlp_receiver.ts";
