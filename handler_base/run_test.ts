@@ -39,9 +39,8 @@ Deno.test("SIGTERM with 50 requests in flight: all answered, /ready 503 first, e
         }),
     ),
   );
-  await client.flush();
-  // Let the service receive all 50 before the signal (each takes 700 ms to answer).
-  await new Promise((resolve) => setTimeout(resolve, 200));
+  // The service has all 50 in hand before the signal (each takes 700 ms to answer).
+  await eventually(async () => (await echoLoad(client)).in_flight === 50, { intervalMs: 20 });
   echo.child.kill("SIGTERM");
   await echo.waitForReadiness(503);
   const answered = await replies;
@@ -72,12 +71,11 @@ Deno.test("the broker is killed and restarted: /ready goes 503 then 200, request
 
   await server.restart();
   await echo.waitForReadiness(200);
-  let reply;
-  for (let attempt = 0; !reply && attempt < 100; attempt++) {
-    reply = await ask("after").catch(() => undefined);
-    if (!reply) await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  assert.equal(reply?.message, "after");
+  const replies: string[] = [];
+  await eventually(async () => Boolean(replies.push((await ask("after")).message)), {
+    timeoutMs: 10_000,
+  });
+  assert.deepEqual(replies, ["after"]);
 
   assert.equal((await echo.stop()).code, 0, echo.lines.join("\n"));
   await client.close();
