@@ -812,3 +812,31 @@ Deno.test("a message whose deliveries all died without an outcome is dead-letter
   assert.match(letter?.headers?.get(DEAD_LETTER_HEADERS.reason) ?? "", /without an outcome/);
   assert.equal(handled.counts.size, 0, "never handed to the handler a third time");
 });
+
+Deno.test("a stop whose grace runs out hands the running messages back unacked, for another replica", async () => {
+  await using t = await setup();
+  const { promise: never, resolve: releaseStubborn } = Promise.withResolvers<void>();
+  const firstAttempts = tally();
+  const s = await startService(t.server, [
+    jobEndpoint(async (id) => {
+      firstAttempts.record(id);
+      await never; // Ignores its signal: only the grace can end it.
+    }),
+  ], { concurrency: 2 });
+  await publishJobs(t.client, ids(2));
+  await firstAttempts.until(() => firstAttempts.counts.size === 2);
+  assert.ok(await settlesWithin(s.service.stop({ graceMs: 300 }), 10_000), "the stop is bounded");
+  await s.nc.close();
+
+  const redelivered = tally();
+  await using _other = await startService(t.server, [
+    jobEndpoint((id, attempt) => {
+      redelivered.record(`${id}@${attempt}`);
+      return Promise.resolve();
+    }),
+  ]);
+  await redelivered.until(() => redelivered.counts.size === 2);
+  assert.deepEqual([...redelivered.counts.keys()].sort(), ["j0@2", "j1@2"]);
+  await nothingPending(t.jsm);
+  releaseStubborn();
+});
