@@ -1,8 +1,9 @@
 /**
- * Two small helpers for waiting under an `AbortSignal`, after the designs of
- * `@std/async` (which is on JSR, out of reach of the build machines): stop
- * waiting for a promise when a signal fires, and sleep until a time passes or
- * a signal fires. Every module of the package that waits uses these.
+ * Small helpers for bounded waits, after the designs of `@std/async` (which
+ * is on JSR, out of reach of the build machines): stop waiting for a promise
+ * when a signal fires, sleep until a time passes or a signal fires, and wait
+ * for a promise at most so long. Every module of the package that waits uses
+ * these.
  *
  * Needs no permission.
  *
@@ -94,4 +95,35 @@ export function delay(ms: number, options: DelayOptions = {}): Promise<void> {
     }, ms);
     signal?.addEventListener("abort", onAbort, { once: true });
   });
+}
+
+/**
+ * Waits for a promise at most `ms` milliseconds, and says whether it settled
+ * (fulfilled or rejected) in time. The promise itself is not cancelled, and
+ * no timer is left behind either way: the bound of every stop step that
+ * must not hang (a drain while the server is gone).
+ *
+ * @param promise What to wait for.
+ * @param ms The longest wait, in milliseconds.
+ * @returns True when the promise settled in time.
+ *
+ * @example
+ * ```ts
+ * import { delay, settlesWithin } from "@homelab/handler-base/async";
+ *
+ * console.log(await settlesWithin(Promise.resolve(), 1000)); // true
+ * const never = new Promise<void>(() => {});
+ * console.log(await settlesWithin(never, 10)); // false
+ * ```
+ */
+export async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const expired = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  try {
+    return await Promise.race([promise.then(() => true, () => true), expired]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { abortable, delay } from "./async.ts";
+import { abortable, delay, settlesWithin } from "./async.ts";
 
 Deno.test("abortable() settles like the promise when the signal stays quiet", async () => {
   const controller = new AbortController();
@@ -25,4 +25,10 @@ Deno.test("delay() resolves after the time, and rejects at once when aborted", a
   // A timer left running would fail this test (Deno's sanitizer).
   await assert.rejects(waiting, /stopping/);
   await assert.rejects(delay(1, { signal: controller.signal }), /stopping/);
+});
+
+Deno.test("settlesWithin() says whether a promise settled in time, and leaves no timer", async () => {
+  assert.equal(await settlesWithin(Promise.resolve(1), 60_000), true);
+  assert.equal(await settlesWithin(Promise.reject(new Error("settled too")), 60_000), true);
+  assert.equal(await settlesWithin(new Promise(() => {}), 1), false);
 });

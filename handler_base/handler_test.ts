@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { settlesWithin } from "./async.ts";
 import { headers as natsHeaders } from "@nats-io/nats-core";
 import { HandlerError, InvalidArgumentError, RemoteError } from "./errors.ts";
 import { createService, defineEndpoint, type Endpoint } from "./handler.ts";
@@ -11,6 +12,7 @@ import {
   TTSStatusSchema,
 } from "./messages.ts";
 import { connectNats, request } from "./natsutil.ts";
+import { eventually } from "./testing/eventually.ts";
 import { startNatsServer } from "./testing/nats_server.ts";
 
 const quiet: Logger = createLogger({ service: "test", level: "error", write: () => {} });
@@ -62,10 +64,17 @@ async function setup(endpoints: Endpoint[], name = "echo-service") {
   };
 }
 
+/** A promise the test opens; `wait()` is its bounded wait (a handler that never starts fails). */
 function gate() {
   let open = () => {};
   const opened = new Promise<void>((resolve) => open = resolve);
-  return { open, opened };
+  return {
+    open,
+    opened,
+    async wait(timeoutMs = 10_000) {
+      if (!(await settlesWithin(opened, timeoutMs))) throw new Error("Gate not opened in time");
+    },
+  };
 }
 
 Deno.test("createService() answers a request through a typed handler", async () => {
@@ -212,7 +221,7 @@ Deno.test("beyond its pending bound an endpoint answers Overloaded instead of bu
     }),
   ]);
   const accepted = [t.echo("1"), t.echo("2")];
-  await allStarted.opened;
+  await allStarted.wait();
   const waiting = [t.echo("3"), t.echo("4"), t.echo("5")];
   await t.client.flush();
   await assert.rejects(
@@ -243,7 +252,9 @@ Deno.test("a handler that ignores its signal keeps its slot until it returns", a
   const stubborn = t.echo("stubborn");
   await assert.rejects(stubborn, (e: unknown) => e instanceof RemoteError && e.type === "Timeout");
   const next = t.echo("next");
-  await new Promise((resolve) => setTimeout(resolve, 50));
+  // "next" waits for the slot the stubborn handler still holds.
+  await eventually(() => Promise.resolve(t.service.stats()[0]?.pending === 1), { intervalMs: 5 });
+  assert.equal(running, 1);
   release.open();
   assert.equal((await next).message, "next");
   assert.equal(maxRunning, 1);
@@ -262,7 +273,7 @@ Deno.test("stop() stops taking messages and waits for in-flight handlers", async
     }),
   ]);
   const inflight = t.echo("inflight");
-  await started.opened;
+  await started.wait();
   const stopping = t.service.stop({ graceMs: 5000 });
   assert.equal(t.service.ready, false);
   release.open();
@@ -291,7 +302,7 @@ Deno.test("stop() aborts handlers that outlive the grace period", async () => {
     }),
   ]);
   const pending = t.echo("forever");
-  await started.opened;
+  await started.wait();
   await t.service.stop({ graceMs: 100 });
   assert.ok(sawAbort);
   await assert.rejects(pending, (e: unknown) => e instanceof RemoteError && e.type === "Timeout");

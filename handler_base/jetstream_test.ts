@@ -17,6 +17,7 @@ import {
   STREAMS,
   StreamSetupError,
 } from "./jetstream.ts";
+import { delay, settlesWithin } from "./async.ts";
 import { createLogger, type Logger } from "./log.ts";
 import {
   ChatRequestSchema,
@@ -30,6 +31,7 @@ import {
 import { connectNats, type Msg, type NatsConnection, request } from "./natsutil.ts";
 import { runService } from "./run.ts";
 import { type NatsServer, startNatsServer } from "./testing/nats_server.ts";
+import { eventually } from "./testing/eventually.ts";
 import { startServiceProcess } from "./testing/service_process.ts";
 import { permissions as jobsPermissions } from "./testdata/jetstream_service.ts";
 
@@ -133,18 +135,6 @@ function tally() {
   };
 }
 
-/**
- * Polls until `check` holds (for state that has no event: consumer info after
- * acks); a check that throws (the broker is still coming back) counts as false.
- */
-async function eventually(check: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check().catch(() => false))) {
-    if (Date.now() > deadline) throw new Error(`Condition not met within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
 async function nothingPending(jsm: JetStreamManager, stream = "TEST_JOBS", durable = "jobs") {
   await eventually(async () => {
     const info = await jsm.consumers.info(stream, durable);
@@ -193,6 +183,8 @@ Deno.test("consumeJetStream() handles 1000 messages stored while no service ran,
     jobEndpoint(async (id, _attempt, nc) => {
       running++;
       maxRunning = Math.max(maxRunning, running);
+      // Hold the slot across a turn of the event loop, so that handlers overlap.
+      await delay(1);
       if (id.endsWith("00")) {
         // Delivered but unacked messages never exceed the free slots.
         const jsm = await jetstream(nc).jetstreamManager();
@@ -210,7 +202,7 @@ Deno.test("consumeJetStream() handles 1000 messages stored while no service ran,
     [],
     "every message handled exactly once",
   );
-  assert.ok(maxRunning <= concurrency, `${maxRunning} handlers ran at once`);
+  assert.equal(maxRunning, concurrency, `${maxRunning} handlers ran at once`);
   assert.ok(maxAckPending > 0 && maxAckPending <= concurrency, `${maxAckPending} unacked`);
 });
 
@@ -302,17 +294,27 @@ Deno.test("a handler that outlives the ack wait sends in-progress acks and is no
   await using t = await setup();
   const attempts: number[] = [];
   const handled = tally();
+  // The in-progress acks the service sends, seen on the ack subject: one every
+  // third of the ack wait, so 7 of them span more than two ack waits.
+  const progress = tally();
+  const acks = t.client.subscribe("$JS.ACK.TEST_JOBS.jobs.>", {
+    callback: (_error, msg) => {
+      if (new TextDecoder().decode(msg.data) === "+WPI") progress.record("wpi");
+    },
+  });
+  await t.client.flush();
   await using _s = await startService(t.server, [
     jobEndpoint(async (id, attempt) => {
       attempts.push(attempt);
-      await new Promise((resolve) => setTimeout(resolve, 2500));
+      if (attempt === 1) await progress.until(() => (progress.counts.get("wpi") ?? 0) >= 7);
       handled.record(id);
     }),
   ], { jetstream: { ackWaitMs: 1000 } });
   await publishJobs(t.client, ["slow"]);
   await handled.until(() => handled.counts.has("slow"));
   await nothingPending(t.jsm);
-  assert.deepEqual(attempts, [1], "one delivery despite 2.5 ack waits");
+  acks.unsubscribe();
+  assert.deepEqual(attempts, [1], "one delivery despite more than two ack waits");
 });
 
 /** Resolves when a consumer state matching `wanted` is reported. */
@@ -330,8 +332,17 @@ function stateWatch() {
         }
       }
     },
-    next(wanted: (s: ConsumerState) => boolean): Promise<void> {
-      return new Promise((resolve) => waiters.push({ wanted, resolve }));
+    /** Resolves when a matching state is reported; rejects after `timeoutMs`. */
+    next(wanted: (s: ConsumerState) => boolean, timeoutMs = 20_000): Promise<void> {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      return new Promise<void>((resolve, reject) => {
+        const waiter = { wanted, resolve };
+        waiters.push(waiter);
+        timer = setTimeout(() => {
+          waiters.splice(waiters.indexOf(waiter), 1);
+          reject(new Error(`No matching consumer state within ${timeoutMs} ms`));
+        }, timeoutMs);
+      }).finally(() => clearTimeout(timer));
     },
   };
 }
@@ -403,7 +414,7 @@ Deno.test("stop() hands back what it pulled and waits for in-flight messages to 
     }),
   ], { concurrency: 2 });
   await publishJobs(t.client, ids(2));
-  await bothStarted;
+  assert.ok(await settlesWithin(bothStarted, 20_000), "both jobs started");
   const stopping = s.service.stop({ graceMs: 10_000 });
   release();
   await stopping;
@@ -800,4 +811,32 @@ Deno.test("a message whose deliveries all died without an outcome is dead-letter
   assert.equal(letter?.headers?.get(DEAD_LETTER_HEADERS.errorType), "Internal");
   assert.match(letter?.headers?.get(DEAD_LETTER_HEADERS.reason) ?? "", /without an outcome/);
   assert.equal(handled.counts.size, 0, "never handed to the handler a third time");
+});
+
+Deno.test("a stop whose grace runs out hands the running messages back unacked, for another replica", async () => {
+  await using t = await setup();
+  const { promise: never, resolve: releaseStubborn } = Promise.withResolvers<void>();
+  const firstAttempts = tally();
+  const s = await startService(t.server, [
+    jobEndpoint(async (id) => {
+      firstAttempts.record(id);
+      await never; // Ignores its signal: only the grace can end it.
+    }),
+  ], { concurrency: 2 });
+  await publishJobs(t.client, ids(2));
+  await firstAttempts.until(() => firstAttempts.counts.size === 2);
+  assert.ok(await settlesWithin(s.service.stop({ graceMs: 300 }), 10_000), "the stop is bounded");
+  await s.nc.close();
+
+  const redelivered = tally();
+  await using _other = await startService(t.server, [
+    jobEndpoint((id, attempt) => {
+      redelivered.record(`${id}@${attempt}`);
+      return Promise.resolve();
+    }),
+  ]);
+  await redelivered.until(() => redelivered.counts.size === 2);
+  assert.deepEqual([...redelivered.counts.keys()].sort(), ["j0@2", "j1@2"]);
+  await nothingPending(t.jsm);
+  releaseStubborn();
 });

@@ -5,9 +5,13 @@
  * at-least-once delivery and a clean shutdown.
  *
  * Each concern is also its own entry point (`@homelab/handler-base/config`,
- * `/natsutil`, `/health`, `/telemetry`, `/handler`, `/run`, `/jetstream`, `/confirmed-publish`,
- * `/discovery`, `/messages`, `/errors`, `/log`, `/async`, `/text`, `/clients/<name>`,
- * `/testing`): import only what you use.
+ * `/natsutil`, `/health`, `/telemetry`, `/endpoint`, `/service`, `/run`,
+ * `/main`, `/streams`, `/consume-config`, `/consumer`, `/dead-letters`,
+ * `/durable-publish`, `/confirmed-publish`, `/discovery`, `/messages`,
+ * `/errors`, `/log`, `/async`, `/text`, `/clients/<name>`, `/cli`,
+ * `/testing`; `/handler` gathers endpoint and service, `/jetstream` the
+ * JetStream modules): import only what you use. The glue between a service
+ * and its message sources is internal and not exported.
  *
  * @example A service in a few lines
  * ```ts ignore
@@ -37,15 +41,20 @@
 export * from "./async.ts";
 export * from "./config.ts";
 export * from "./confirmed_publish.ts";
+export * from "./consume_config.ts";
+export * from "./consumer.ts";
+export * from "./dead_letters.ts";
 export * from "./discovery.ts";
+export * from "./durable_publish.ts";
+export * from "./endpoint.ts";
 export * from "./errors.ts";
-export * from "./handler.ts";
 export * from "./health.ts";
-export * from "./jetstream.ts";
 export * from "./log.ts";
 export * from "./main.ts";
 export * from "./messages.ts";
 export * from "./natsutil.ts";
 export * from "./run.ts";
+export * from "./service.ts";
+export * from "./streams.ts";
 export * from "./telemetry.ts";
 export * from "./text.ts";

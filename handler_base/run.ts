@@ -3,8 +3,15 @@
  * micro-protocol discovery (`$SRV.PING|INFO|STATS`), JetStream consumers in
  * JetStream consume mode (with a readiness check), and a clean stop on
  * SIGTERM or SIGINT (readiness turns 503, no new messages are taken,
- * in-flight handlers get a grace period, the connection drains and the
- * function returns so the process exits 0).
+ * running and queued messages get the grace period and nothing queued
+ * starts after it, the connection drains and the function returns so the
+ * process exits 0).
+ *
+ * The stop is bounded whatever state NATS is in: after the grace
+ * (`shutdownGraceMs`) and `GRACE_OVERRUN_MS` of `service.ts`, each closing
+ * step waits at most {@linkcode CLOSE_STEP_MS}, and a connection that cannot
+ * drain (the server is gone) is closed, which ends its reconnect loop, so
+ * nothing keeps the process alive after "Stopped".
  *
  * Requires `--allow-net` for NATS and the health port. Listening for signals
  * needs no permission.
@@ -25,7 +32,7 @@
  *
  * @module
  */
-import { delay } from "./async.ts";
+import { delay, settlesWithin } from "./async.ts";
 import { startDiscovery } from "./discovery.ts";
 import { createService, type Endpoint, type Service } from "./handler.ts";
 import { type ReadinessCheck, startHealthServer } from "./health.ts";
@@ -186,11 +193,58 @@ export async function runService(options: RunServiceOptions): Promise<void> {
     logger.info("Stopping", { grace_ms: options.shutdownGraceMs ?? 10_000 });
     health.setShuttingDown();
     await service.stop({ graceMs: options.shutdownGraceMs ?? 10_000 });
-    await discovery.stop();
-    await nc.drain().catch((error) => logger.warn("Cannot drain NATS", { error }));
+    // Without a server a drain can only wait for it: close at once instead.
+    const connected = connection.state === "connected";
+    if (connected && !(await settlesWithin(discovery.stop(), CLOSE_STEP_MS))) {
+      logger.warn("Cannot drain the discovery subscriptions: NATS does not answer");
+    }
+    await closeConnection(nc, logger, connected);
     logger.info("Stopped");
   } finally {
     await health.close();
+  }
+}
+
+/**
+ * The longest wait of each closing step after the service stopped (draining
+ * discovery, draining the connection, closing it), in milliseconds.
+ *
+ * @example
+ * ```ts
+ * import { CLOSE_STEP_MS } from "@homelab/handler-base/run";
+ *
+ * console.log(CLOSE_STEP_MS); // 2000
+ * ```
+ */
+export const CLOSE_STEP_MS = 2000;
+
+/**
+ * Drains the connection, or closes it when it cannot drain in time (the
+ * server is gone: a drain would wait for it, and the client's reconnect loop
+ * would keep the process alive).
+ */
+async function closeConnection(
+  nc: NatsConnection,
+  logger: Logger,
+  connected: boolean,
+): Promise<void> {
+  if (!connected) {
+    logger.warn("NATS is not connected: closing the connection without a drain");
+    if (!(await settlesWithin(nc.close(), CLOSE_STEP_MS))) {
+      logger.error("Cannot close the NATS connection", { timeout_ms: CLOSE_STEP_MS });
+    }
+    return;
+  }
+  let failure: unknown;
+  const drained = nc.drain().catch((error) => {
+    failure = error;
+  });
+  if ((await settlesWithin(drained, CLOSE_STEP_MS)) && failure === undefined) return;
+  logger.warn("Cannot drain NATS: closing the connection", {
+    ...(failure === undefined ? { timeout_ms: CLOSE_STEP_MS } : { error: failure }),
+  });
+  if (!(await settlesWithin(nc.close(), CLOSE_STEP_MS))) {
+    logger.error("Cannot close the NATS connection", { timeout_ms: CLOSE_STEP_MS });
   }
 }
 

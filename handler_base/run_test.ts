@@ -1,11 +1,17 @@
 import assert from "node:assert/strict";
 import { TTSRequestSchema, TTSStatusSchema } from "./messages.ts";
-import { connectNats, request } from "./natsutil.ts";
+import { RemoteError } from "./errors.ts";
+import { connectNats, type NatsConnection, request } from "./natsutil.ts";
 import { type NatsServer, startNatsServer } from "./testing/nats_server.ts";
 import { headers as natsHeaders } from "@nats-io/nats-core";
 import { startOtlpReceiver } from "./testing/otlp_receiver.ts";
 import { closedPortUrl } from "./testing/ports.ts";
-import { runEntryToExit, startServiceProcess } from "./testing/service_process.ts";
+import { eventually } from "./testing/eventually.ts";
+import {
+  runEntryToExit,
+  type ServiceProcess,
+  startServiceProcess,
+} from "./testing/service_process.ts";
 import { permissions } from "./testdata/echo_service.ts";
 
 const ECHO_SERVICE = new URL("./testdata/echo_service.ts", import.meta.url).pathname;
@@ -33,9 +39,8 @@ Deno.test("SIGTERM with 50 requests in flight: all answered, /ready 503 first, e
         }),
     ),
   );
-  await client.flush();
-  // Let the service receive all 50 before the signal (each takes 700 ms to answer).
-  await new Promise((resolve) => setTimeout(resolve, 200));
+  // The service has all 50 in hand before the signal (each takes 700 ms to answer).
+  await eventually(async () => (await echoLoad(client)).in_flight === 50, { intervalMs: 20 });
   echo.child.kill("SIGTERM");
   await echo.waitForReadiness(503);
   const answered = await replies;
@@ -66,12 +71,11 @@ Deno.test("the broker is killed and restarted: /ready goes 503 then 200, request
 
   await server.restart();
   await echo.waitForReadiness(200);
-  let reply;
-  for (let attempt = 0; !reply && attempt < 100; attempt++) {
-    reply = await ask("after").catch(() => undefined);
-    if (!reply) await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  assert.equal(reply?.message, "after");
+  const replies: string[] = [];
+  await eventually(async () => Boolean(replies.push((await ask("after")).message)), {
+    timeoutMs: 10_000,
+  });
+  assert.deepEqual(replies, ["after"]);
 
   assert.equal((await echo.stop()).code, 0, echo.lines.join("\n"));
   await client.close();
@@ -207,3 +211,142 @@ Deno.test("wrong NATS credentials: the service logs, retries and stays up instea
   assert.equal(signal, null, "killed by the guard");
   assert.equal(code, 0, echo.lines.join("\n"));
 });
+
+/** The exit of a process, or "hung" when it outlives `timeoutMs` (it is then killed). */
+async function exitWithin(
+  child: Deno.ChildProcess,
+  timeoutMs: number,
+): Promise<Deno.CommandStatus | "hung"> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const hung = new Promise<"hung">((resolve) => {
+    timer = setTimeout(() => resolve("hung"), timeoutMs);
+  });
+  const result = await Promise.race([child.status, hung]);
+  clearTimeout(timer);
+  if (result === "hung") {
+    child.kill("SIGKILL");
+    await child.status;
+  }
+  return result;
+}
+
+/** `$SRV.STATS` of the echo service's one endpoint. */
+async function echoLoad(client: NatsConnection): Promise<{ in_flight: number; pending: number }> {
+  const reply = await client.request("$SRV.STATS.echo", "", { timeout: 2000 });
+  return reply.json<{ endpoints: Array<{ data: { in_flight: number; pending: number } }> }>()
+    .endpoints[0]!.data;
+}
+
+Deno.test("SIGTERM with 4 running and 64 queued against a slow backend: nothing queued starts after the grace", async () => {
+  await using server = await startNatsServer({ jetstream: false });
+  const client = await connectNats({ servers: server.url, name: "client" });
+  // The slow backend: it takes every call and answers none (slower than any grace).
+  let backendCalls = 0;
+  const backend = client.subscribe("test.backend", { callback: () => void backendCalls++ });
+  await client.flush();
+  const echo = await startEcho(server, {
+    ECHO_FORWARD_SUBJECT: "test.backend",
+    ECHO_CONCURRENCY: "4",
+    SHUTDOWN_GRACE_MS: "1s",
+  });
+  await echo.waitForReadiness(200);
+  const replies = Promise.allSettled(
+    Array.from(
+      { length: 68 },
+      (_, i) =>
+        request(client, "test.echo", TTSRequestSchema, { text: `r${i}` }, TTSStatusSchema, {
+          timeout: 15_000,
+        }),
+    ),
+  );
+  await eventually(async () => {
+    const load = await echoLoad(client);
+    return load.in_flight === 4 && load.pending === 64 && backendCalls === 4;
+  }, { timeoutMs: 10_000 });
+
+  echo.child.kill("SIGTERM");
+  const status = await exitWithin(echo.child, 15_000);
+  if (status === "hung") assert.fail(`still alive 15 s after SIGTERM:\n${echo.lines.join("\n")}`);
+  assert.equal(status.code, 0, echo.lines.join("\n"));
+  await client.flush();
+  assert.equal(backendCalls, 4, "no queued request reached the backend");
+  const types = (await replies).map((r) =>
+    r.status === "rejected" && r.reason instanceof RemoteError ? r.reason.type : String(r.status)
+  );
+  assert.equal(types.filter((t) => t === "Overloaded").length, 64, types.join(","));
+  assert.equal(types.filter((t) => t === "Timeout").length, 4, types.join(","));
+  assert.ok(echo.lines.some((l) => l.includes("Grace period over")));
+  backend.unsubscribe();
+  await client.close();
+});
+
+/** Starts the echo service with requests that run until its grace (2 s) ends. */
+async function startBusyEcho(server: NatsServer) {
+  const client = await connectNats({
+    servers: server.url,
+    name: "client",
+    reconnectTimeWaitMs: 100,
+  });
+  let backendCalls = 0;
+  client.subscribe("test.backend", { callback: () => void backendCalls++ });
+  await client.flush();
+  const echo = await startEcho(server, {
+    ECHO_FORWARD_SUBJECT: "test.backend",
+    SHUTDOWN_GRACE_MS: "2s",
+  });
+  await echo.waitForReadiness(200);
+  const replies = Promise.allSettled(
+    Array.from(
+      { length: 8 },
+      (_, i) =>
+        request(client, "test.echo", TTSRequestSchema, { text: `r${i}` }, TTSStatusSchema, {
+          timeout: 10_000,
+        }),
+    ),
+  );
+  await eventually(() => Promise.resolve(backendCalls === 8), { timeoutMs: 10_000 });
+  return {
+    echo,
+    async [Symbol.asyncDispose]() {
+      await client.close(); // Rejects the requests the broker's death left waiting.
+      await replies;
+    },
+  };
+}
+
+/** Waits (bounded) until a line of the service matches. */
+function lineSeen(lines: readonly string[], pattern: RegExp): Promise<void> {
+  return eventually(() => Promise.resolve(lines.some((l) => pattern.test(l))), {
+    timeoutMs: 10_000,
+    intervalMs: 10,
+  });
+}
+
+for (
+  const [when, stop] of [
+    ["before the stop", async (echo: ServiceProcess, server: NatsServer) => {
+      await server.kill();
+      await echo.waitForReadiness(503);
+      echo.child.kill("SIGTERM");
+    }],
+    ["during the drain", async (echo: ServiceProcess, server: NatsServer) => {
+      echo.child.kill("SIGTERM");
+      await lineSeen(echo.lines, /"msg":"Stopping"/);
+      await server.kill();
+    }],
+    ["at the same time as the stop", async (echo: ServiceProcess, server: NatsServer) => {
+      await Promise.all([server.kill(), Promise.resolve(echo.child.kill("SIGTERM"))]);
+    }],
+  ] as const
+) {
+  Deno.test(`the broker is killed ${when}: runService returns and the process exits`, async () => {
+    await using server = await startNatsServer({ jetstream: false });
+    await using busy = await startBusyEcho(server);
+    const { echo } = busy;
+    await stop(echo, server);
+    const status = await exitWithin(echo.child, 20_000);
+    if (status === "hung") assert.fail(`still alive 20 s after SIGTERM:\n${echo.lines.join("\n")}`);
+    assert.equal(status.code, 0, echo.lines.join("\n"));
+    assert.ok(echo.lines.some((l) => l.includes('"msg":"Stopped"')), echo.lines.join("\n"));
+  });
+}

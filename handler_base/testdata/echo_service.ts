@@ -2,7 +2,9 @@
  * A minimal service for the process-level tests of `run.ts`: it answers
  * `TTSRequest` on `ECHO_SUBJECT` with `TTSStatus{message: text}` after
  * `ECHO_DELAY_MS`, first asking `ECHO_FORWARD_SUBJECT` the same when that is
- * set (two of them make a chain for trace tests). Run with exactly
+ * set (two of them make a chain for trace tests), `ECHO_CONCURRENCY` at once.
+ * It runs `runService` without `serviceMain`, so its exit after a stop is
+ * `runService`'s own doing. Run with exactly
  * {@linkcode permissions}.
  *
  * @module
@@ -29,6 +31,7 @@ export const spec = {
   name: envVar.string("ECHO_NAME", { default: "echo" }),
   subject: envVar.string("ECHO_SUBJECT", { default: "test.echo" }),
   forwardSubject: envVar.string("ECHO_FORWARD_SUBJECT"),
+  concurrency: envVar.int("ECHO_CONCURRENCY", { default: 64, min: 1 }),
 };
 
 /** The exact permission flags the echo service runs with. */
@@ -54,7 +57,7 @@ if (import.meta.main) {
     subject: config.subject,
     request: TTSRequestSchema,
     response: TTSStatusSchema,
-    concurrency: 64,
+    concurrency: config.concurrency,
     async handle(req, ctx) {
       await new Promise((resolve) => setTimeout(resolve, config.delayMs));
       if (forwardSubject) {

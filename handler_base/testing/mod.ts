@@ -23,6 +23,7 @@
  */
 export * from "./call_endpoint.ts";
 export * from "./collect.ts";
+export * from "./eventually.ts";
 export * from "./fake_backends.ts";
 export * from "./fake_kubeflow.ts";
 export * from "./fake_kubernetes.ts";

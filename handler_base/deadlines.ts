@@ -1,0 +1,145 @@
+/**
+ * The deadlines of the messages in flight in one service, checked by one
+ * ticker instead of a timer per message: a `setTimeout` plus `clearTimeout`
+ * per message cost more than the rest of the dispatch (docs/PERFORMANCE.md).
+ * The ticker runs only while something is watched and stops at the first
+ * idle tick, so an idle service holds no timer. Its period is the precision
+ * of a deadline ({@linkcode DEADLINE_TICK_MS}, or less for shorter
+ * deadlines).
+ *
+ * Internal to handler-base (not an entry point).
+ *
+ * @example
+ * ```ts
+ * import { Deadlines } from "./deadlines.ts";
+ *
+ * let now = 0;
+ * const deadlines = new Deadlines({ now: () => now });
+ * const run = {
+ *   deadlineAt: 100,
+ *   expired: false,
+ *   expire() { this.expired = true; },
+ * };
+ * deadlines.watch(run, 100);
+ * now = 150;
+ * deadlines.check();
+ * console.log(run.expired, deadlines.size); // true 0
+ * deadlines.stop();
+ * ```
+ *
+ * @module
+ */
+import type { TimeoutError } from "./errors.ts";
+
+/** How often deadlines are checked: the precision of a message's deadline. */
+export const DEADLINE_TICK_MS = 25;
+
+/** Something with a deadline. */
+export interface Expirable {
+  /** When the deadline passes, on the clock of {@linkcode DeadlinesOptions.now}. */
+  readonly deadlineAt: number;
+  /**
+   * Ends the wait. Called once: without a reason when its own deadline
+   * passed, or with the reason given to {@linkcode Deadlines.expireAll}.
+   */
+  expire(reason?: TimeoutError): void;
+}
+
+/** Options of {@linkcode Deadlines}. */
+export interface DeadlinesOptions {
+  /**
+   * The clock, in milliseconds.
+   *
+   * @default performance.now
+   */
+  now?: () => number;
+  /**
+   * The longest period of the ticker, in milliseconds.
+   *
+   * @default DEADLINE_TICK_MS
+   */
+  tickMs?: number;
+}
+
+/** The deadlines of one service. */
+export class Deadlines {
+  readonly #watched = new Set<Expirable>();
+  readonly #now: () => number;
+  readonly #tickMs: number;
+  #ticker: ReturnType<typeof setInterval> | undefined;
+
+  /**
+   * Creates an empty set; nothing ticks until something is watched.
+   *
+   * @param options The clock and the tick.
+   */
+  constructor(options: DeadlinesOptions = {}) {
+    this.#now = options.now ?? (() => performance.now());
+    this.#tickMs = Math.max(1, options.tickMs ?? DEADLINE_TICK_MS);
+  }
+
+  /** The current time on this set's clock. */
+  now(): number {
+    return this.#now();
+  }
+
+  /** How many are watched. */
+  get size(): number {
+    return this.#watched.size;
+  }
+
+  /**
+   * Starts checking a deadline.
+   *
+   * @param item What expires.
+   * @param timeoutMs Its timeout: a shorter one makes the ticker tick faster.
+   */
+  watch(item: Expirable, timeoutMs: number): void {
+    this.#watched.add(item);
+    this.#ticker ??= setInterval(
+      () => this.check(),
+      Math.max(1, Math.min(this.#tickMs, timeoutMs)),
+    );
+  }
+
+  /**
+   * Stops checking a deadline.
+   *
+   * @param item What no longer expires.
+   */
+  unwatch(item: Expirable): void {
+    this.#watched.delete(item);
+  }
+
+  /** Expires what is past its deadline; stops the ticker when nothing is watched. */
+  check(): void {
+    if (this.#watched.size === 0) {
+      this.stop();
+      return;
+    }
+    const now = this.#now();
+    for (const item of this.#watched) {
+      if (now >= item.deadlineAt) {
+        this.#watched.delete(item);
+        item.expire();
+      }
+    }
+  }
+
+  /**
+   * Expires everything watched now (the service stops for good).
+   *
+   * @param reason What each one's signal is aborted with.
+   */
+  expireAll(reason: TimeoutError): void {
+    const all = [...this.#watched];
+    this.#watched.clear();
+    for (const item of all) item.expire(reason);
+  }
+
+  /** Stops the ticker. */
+  stop(): void {
+    clearInterval(this.#ticker);
+    this.#ticker = undefined;
+  }
+}
