@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { BackendError, InvalidResponseError, TimeoutError } from "../errors.ts";
-import { startFakeEmbeddings } from "../testing/fake_backends.ts";
+import { startFakeEmbeddings } from "../testing/fake_embeddings.ts";
 import { createEmbeddingsClient, type EmbeddingsClientOptions } from "./embeddings.ts";
 
 function embeddings(url: string, options: Partial<EmbeddingsClientOptions> = {}) {

@@ -13,7 +13,7 @@ import {
   startFakeReranker,
   startFakeWhisper,
   startFakeXtts,
-} from "../testing/fake_backends.ts";
+} from "../testing/mod.ts";
 import type { ClientOptions } from "./http.ts";
 import { createEmbeddingsClient } from "./embeddings.ts";
 import { createLlmClient } from "./llm.ts";

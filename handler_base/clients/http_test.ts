@@ -6,7 +6,7 @@ import {
   TimeoutError,
 } from "../errors.ts";
 import { createLogger } from "../log.ts";
-import { startFakeHttpServer } from "../testing/fake_backends.ts";
+import { startFakeHttpServer } from "../testing/fake_http.ts";
 import { closedPortUrl } from "../testing/ports.ts";
 import { createHttpClient, type HttpClientOptions } from "./http.ts";
 

@@ -6,7 +6,7 @@ import {
   InvalidResponseError,
   TimeoutError,
 } from "../errors.ts";
-import { startFakeLlm } from "../testing/fake_backends.ts";
+import { startFakeLlm } from "../testing/fake_llm.ts";
 import { type ChatMessage, createLlmClient, type LlmClientOptions } from "./llm.ts";
 
 const recorded = await Deno.readFile(new URL("./testdata/chat_stream.sse", import.meta.url));

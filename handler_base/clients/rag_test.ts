@@ -10,11 +10,7 @@ import {
   type TracerProvider,
 } from "@opentelemetry/api";
 import { BackendUnavailableError, InvalidArgumentError } from "../errors.ts";
-import {
-  startFakeEmbeddings,
-  startFakeMilvus,
-  startFakeReranker,
-} from "../testing/fake_backends.ts";
+import { startFakeEmbeddings, startFakeMilvus, startFakeReranker } from "../testing/mod.ts";
 import { createEmbeddingsClient } from "./embeddings.ts";
 import { createMilvusClient } from "./milvus.ts";
 import { type RagClients, retrieve } from "./rag.ts";

@@ -6,7 +6,8 @@ import {
   InvalidResponseError,
   TimeoutError,
 } from "../errors.ts";
-import { concatBytes, startFakeXtts } from "../testing/fake_backends.ts";
+import { concatBytes } from "../testing/fake_http.ts";
+import { startFakeXtts } from "../testing/fake_xtts.ts";
 import { createTtsClient, type TtsClientOptions } from "./tts.ts";
 import { parseWav, WAV_HEADER_BYTES, wrapPcmAsWav } from "./wav.ts";
 

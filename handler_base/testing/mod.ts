@@ -22,7 +22,13 @@
  */
 export * from "./call_endpoint.ts";
 export * from "./collect.ts";
-export * from "./fake_backends.ts";
+export * from "./fake_embeddings.ts";
+export * from "./fake_http.ts";
+export * from "./fake_llm.ts";
+export * from "./fake_milvus.ts";
+export * from "./fake_reranker.ts";
+export * from "./fake_whisper.ts";
+export * from "./fake_xtts.ts";
 export * from "./nats_server.ts";
 export * from "./otlp_receiver.ts";
 export * from "./ports.ts";
