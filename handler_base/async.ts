@@ -8,13 +8,14 @@
  *
  * @example Give up on a slow promise
  * ```ts
+ * import assert from "node:assert/strict";
  * import { abortable, delay } from "@homelab/handler-base/async";
  *
  * const slow = delay(10_000);
  * const caller = new AbortController();
  * const waiting = abortable(slow, caller.signal);
  * caller.abort(new Error("gave up"));
- * await waiting.catch((error) => console.log(error.message)); // "gave up"
+ * await assert.rejects(waiting, { message: "gave up" });
  * ```
  *
  * @module
@@ -32,10 +33,11 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { abortable } from "@homelab/handler-base/async";
  *
  * const value = await abortable(Promise.resolve(42), AbortSignal.timeout(1000));
- * console.log(value); // 42
+ * assert.equal(value, 42);
  * ```
  */
 export function abortable<T>(promise: Promise<T>, signal?: AbortSignal): Promise<T> {

@@ -95,9 +95,10 @@ const DEFAULT_SPEAKER = "default";
  *
  * @example Where to listen for a session's progress
  * ```ts
+ * import assert from "node:assert/strict";
  * import { statusSubject } from "./handler.ts";
  *
- * console.log(statusSubject("s1")); // "ai.voice.tts.status.s1"
+ * assert.equal(statusSubject("s1"), "ai.voice.tts.status.s1");
  * ```
  */
 export function statusSubject(sessionId: string): string {
@@ -112,9 +113,10 @@ export function statusSubject(sessionId: string): string {
  *
  * @example Where to listen for a session's audio
  * ```ts
+ * import assert from "node:assert/strict";
  * import { audioSubject } from "./handler.ts";
  *
- * console.log(audioSubject("s1")); // "ai.voice.tts.audio.s1"
+ * assert.equal(audioSubject("s1"), "ai.voice.tts.audio.s1");
  * ```
  */
 export function audioSubject(sessionId: string): string {
@@ -169,9 +171,10 @@ export interface TtsEndpointsOptions {
  *
  * @example The last token of the subject
  * ```ts
+ * import assert from "node:assert/strict";
  * import { sessionIdOf } from "./handler.ts";
  *
- * console.log(sessionIdOf(["ai", "voice", "tts", "request", "s1"])); // "s1"
+ * assert.equal(sessionIdOf(["ai", "voice", "tts", "request", "s1"]), "s1");
  * ```
  */
 export function sessionIdOf(tokens: readonly string[]): string {

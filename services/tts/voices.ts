@@ -281,6 +281,7 @@ async function loadVoice(
  *
  * @example A registry without a directory has no voices
  * ```ts
+ * import assert from "node:assert/strict";
  * import { createLogger } from "@homelab/handler-base/log";
  * import { startVoiceRegistry } from "./voices.ts";
  *
@@ -288,7 +289,7 @@ async function loadVoice(
  *   tts: { cloneSpeaker: () => Promise.reject(new Error("unused")) },
  *   logger: createLogger({ service: "demo", write: () => {} }),
  * });
- * console.log(voices.list().length); // 0
+ * assert.equal(voices.list().length, 0);
  * ```
  */
 export async function startVoiceRegistry(options: VoiceRegistryOptions): Promise<VoiceRegistry> {
