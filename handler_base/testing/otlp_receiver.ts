@@ -432,11 +432,12 @@ interface Waiter {
  *
  * @example Give up waiting after a timeout
  * ```ts
+ * import assert from "node:assert/strict";
  * import { startOtlpReceiver } from "@homelab/handler-base/testing";
  *
  * await using receiver = startOtlpReceiver();
  * const pending = receiver.waitForMetrics((m) => m.name === "x.count", { timeoutMs: 50 });
- * await pending.catch((error) => console.log(error.name)); // "TimeoutError"
+ * await assert.rejects(pending, { name: "TimeoutError" });
  * ```
  */
 export function startOtlpReceiver(options: OtlpReceiverOptions = {}): OtlpReceiver {

@@ -20,20 +20,29 @@
  * Requires `--allow-read=<voices dir>`.
  *
  * @example Scan a directory and speak with a voice
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { createTtsClient } from "@homelab/handler-base/clients/tts";
+ * import { wrapPcmAsWav } from "@homelab/handler-base/clients/wav";
  * import { createLogger } from "@homelab/handler-base/log";
+ * import { startFakeXtts } from "@homelab/handler-base/testing";
  * import { startVoiceRegistry } from "./voices.ts";
  *
- * const tts = createTtsClient({ baseUrl: "http://tts:8000" });
+ * const dir = await Deno.makeTempDir(); // in the cluster: /voices
+ * await Deno.mkdir(`${dir}/narrator`);
+ * await Deno.writeFile(`${dir}/narrator/reference.wav`, wrapPcmAsWav(new Uint8Array(4800)));
+ * await using xtts = startFakeXtts();
+ * const tts = createTtsClient({ baseUrl: xtts.url });
  * using voices = await startVoiceRegistry({
- *   dir: "/voices",
+ *   dir,
  *   tts,
- *   logger: createLogger({ service: "tts-module" }),
+ *   logger: createLogger({ service: "tts-module", write: () => {} }),
  * });
- * console.log(voices.list().map((v) => v.name));
+ * assert.deepEqual(voices.list().map((v) => v.name), ["narrator"]);
  * const speaker = await voices.latents("narrator");
- * await tts.synthesize("Hello.", { speaker });
+ * const { format } = await tts.synthesize("Hello.", { speaker });
+ * assert.equal(format.sampleRate, 24000);
+ * await Deno.remove(dir, { recursive: true });
  * ```
  *
  * @module
