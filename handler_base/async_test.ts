@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { abortable, delay } from "./async.ts";
+import { abortable, deadline, delay } from "./async.ts";
 
 Deno.test("abortable() settles like the promise when the signal stays quiet", async () => {
   const controller = new AbortController();
@@ -25,4 +25,20 @@ Deno.test("delay() resolves after the time, and rejects at once when aborted", a
   // A timer left running would fail this test (Deno's sanitizer).
   await assert.rejects(waiting, /stopping/);
   await assert.rejects(delay(1, { signal: controller.signal }), /stopping/);
+});
+
+Deno.test("deadline() settles like the promise in time, and names what it waited for after", async () => {
+  assert.equal(await deadline(delay(1).then(() => 7), 10_000), 7);
+  await assert.rejects(deadline(Promise.reject(new Error("own")), 10_000), /own/);
+  const never = new Promise<never>(() => {});
+  await assert.rejects(deadline(never, 5, { what: "the reply" }), (error: unknown) => {
+    assert.ok(error instanceof DOMException);
+    assert.equal(error.name, "TimeoutError");
+    assert.equal(error.message, "Timed out after 5 ms waiting for the reply");
+    return true;
+  });
+  const controller = new AbortController();
+  const waiting = deadline(never, 60_000, { signal: controller.signal });
+  controller.abort(new Error("stopping"));
+  await assert.rejects(waiting, /stopping/);
 });

@@ -97,7 +97,26 @@ export interface VoiceRegistryOptions {
    * @default none: dispose the registry instead
    */
   signal?: AbortSignal;
+  /**
+   * The timers of the periodic scan (a test drives the scans with its own).
+   *
+   * @default the global `setInterval` and `clearInterval`
+   */
+  timers?: IntervalTimers;
 }
+
+/** The interval timers the periodic scan runs on. */
+export interface IntervalTimers {
+  /** Calls `fn` every `ms` milliseconds; returns a handle for `clearInterval`. */
+  setInterval(fn: () => void, ms: number): unknown;
+  /** Stops an interval set with `setInterval`. */
+  clearInterval(handle: unknown): void;
+}
+
+const SYSTEM_TIMERS: IntervalTimers = {
+  setInterval: (fn, ms) => setInterval(fn, ms),
+  clearInterval: (handle) => clearInterval(handle as ReturnType<typeof setInterval>),
+};
 
 /** Options of calls that wait. */
 export interface VoiceCallOptions {
@@ -401,14 +420,15 @@ export async function startVoiceRegistry(options: VoiceRegistryOptions): Promise
   }
 
   await refresh();
-  let timer: ReturnType<typeof setInterval> | undefined;
+  const timers = options.timers ?? SYSTEM_TIMERS;
+  let timer: unknown;
   function stop(): void {
-    clearInterval(timer);
+    if (timer !== undefined) timers.clearInterval(timer);
     timer = undefined;
     signal?.removeEventListener("abort", stop);
   }
   if (dir !== undefined && refreshMs > 0 && !signal?.aborted) {
-    timer = setInterval(() => {
+    timer = timers.setInterval(() => {
       refresh().catch((error) => logger.error("Cannot rescan the voices", { error }));
     }, refreshMs);
     signal?.addEventListener("abort", stop, { once: true });
