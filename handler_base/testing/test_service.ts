@@ -34,6 +34,7 @@ import type { ServiceDefinition, ServiceParts } from "../main.ts";
 import type { DescMessage, MessageInitShape, MessageShape } from "../messages.ts";
 import { connectNats, type NatsConnection, request } from "../natsutil.ts";
 import { runService } from "../run.ts";
+import type { Telemetry } from "../telemetry.ts";
 import { collect, type Collector } from "./collect.ts";
 import { type NatsServer, startNatsServer } from "./nats_server.ts";
 
@@ -67,6 +68,11 @@ export interface TestServiceOptions {
   shutdownGraceMs?: number;
   /** How long starting may take, in ms. @default 10000 */
   startTimeoutMs?: number;
+  /**
+   * Tracing and metrics of the service (a test records spans with its own
+   * tracer provider). @default the global providers
+   */
+  telemetry?: Telemetry;
 }
 
 /** Options of {@linkcode TestService.request}. */
@@ -185,6 +191,7 @@ export async function startTestService(options: TestServiceOptions): Promise<Tes
       ? { timeoutMs: options.timeoutMs ?? parts.timeoutMs }
       : {}),
     ...(parts.checks ? { checks: parts.checks } : {}),
+    ...(options.telemetry ? { telemetry: options.telemetry } : {}),
     onStart: async (service) => {
       await parts?.onStart?.(service);
       resolveStarted(service);
