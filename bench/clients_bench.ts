@@ -10,7 +10,7 @@
 import { createHttpClient } from "../handler_base/clients/http.ts";
 import { parseSse, SseParseStream } from "../handler_base/clients/sse.ts";
 import { parseWav, wrapPcmAsWav } from "../handler_base/clients/wav.ts";
-import { chatCompletionEvents } from "../handler_base/testing/fake_backends.ts";
+import { chatCompletionEvents } from "../handler_base/testing/fake_llm.ts";
 
 const MIB = 1024 * 1024;
 const READ_BYTES = 16 * 1024;

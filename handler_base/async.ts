@@ -1,21 +1,22 @@
 /**
- * Small helpers for bounded waits, after the designs of `@std/async` (which
- * is on JSR, out of reach of the build machines): stop waiting for a promise
- * when a signal fires, sleep until a time passes or a signal fires, and wait
- * for a promise at most so long. Every module of the package that waits uses
- * these.
+ * Small helpers for waiting under an `AbortSignal`, after the designs of
+ * `@std/async` (which is on JSR, out of reach of the build machines): stop
+ * waiting for a promise when a signal fires, stop waiting for it after a time
+ * (a test's bounded wait), and sleep until a time passes or a signal fires.
+ * Every module of the package that waits uses these.
  *
  * Needs no permission.
  *
  * @example Give up on a slow promise
  * ```ts
+ * import assert from "node:assert/strict";
  * import { abortable, delay } from "@homelab/handler-base/async";
  *
  * const slow = delay(10_000);
  * const caller = new AbortController();
  * const waiting = abortable(slow, caller.signal);
  * caller.abort(new Error("gave up"));
- * await waiting.catch((error) => console.log(error.message)); // "gave up"
+ * await assert.rejects(waiting, { message: "gave up" });
  * ```
  *
  * @module
@@ -33,10 +34,11 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { abortable } from "@homelab/handler-base/async";
  *
  * const value = await abortable(Promise.resolve(42), AbortSignal.timeout(1000));
- * console.log(value); // 42
+ * assert.equal(value, 42);
  * ```
  */
 export function abortable<T>(promise: Promise<T>, signal?: AbortSignal): Promise<T> {
@@ -101,7 +103,8 @@ export function delay(ms: number, options: DelayOptions = {}): Promise<void> {
  * Waits for a promise at most `ms` milliseconds, and says whether it settled
  * (fulfilled or rejected) in time. The promise itself is not cancelled, and
  * no timer is left behind either way: the bound of every stop step that
- * must not hang (a drain while the server is gone).
+ * must not hang (a drain while the server is gone). For a wait that should
+ * fail with the promise's value or a `TimeoutError`, see {@linkcode deadline}.
  *
  * @param promise What to wait for.
  * @param ms The longest wait, in milliseconds.
@@ -126,4 +129,64 @@ export async function settlesWithin(promise: Promise<unknown>, ms: number): Prom
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** Options of {@linkcode deadline}. */
+export interface DeadlineOptions {
+  /**
+   * What is awaited, for the message of the timeout error.
+   *
+   * @default "a promise"
+   */
+  what?: string;
+  /**
+   * Ends the wait early: the returned promise rejects with the signal's reason.
+   *
+   * @default undefined
+   */
+  signal?: AbortSignal;
+}
+
+/**
+ * Settles like the promise, or rejects with a `TimeoutError` after `ms`
+ * milliseconds, whichever is first, leaving no timer behind. The promise
+ * itself is not cancelled. Tests use it so that a wait for an event that never
+ * comes fails in seconds instead of hanging.
+ *
+ * @typeParam T The promise's value.
+ * @param promise What to wait for.
+ * @param ms How long to wait, in milliseconds.
+ * @param options What is awaited (for the message) and a signal.
+ * @returns The promise's value.
+ * @throws {DOMException} A `TimeoutError` naming what was awaited, when the time passes first.
+ *
+ * @example Bound a wait in a test
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { deadline } from "@homelab/handler-base/async";
+ *
+ * assert.equal(await deadline(Promise.resolve("ok"), 1000), "ok");
+ * const never = new Promise<never>(() => {});
+ * await assert.rejects(deadline(never, 10, { what: "the request to close" }), {
+ *   name: "TimeoutError",
+ *   message: "Timed out after 10 ms waiting for the request to close",
+ * });
+ * ```
+ */
+export function deadline<T>(
+  promise: Promise<T>,
+  ms: number,
+  options: DeadlineOptions = {},
+): Promise<T> {
+  const { what = "a promise", signal } = options;
+  const expired = new AbortController();
+  const timer = setTimeout(
+    () =>
+      expired.abort(
+        new DOMException(`Timed out after ${ms} ms waiting for ${what}`, "TimeoutError"),
+      ),
+    ms,
+  );
+  const either = signal ? AbortSignal.any([expired.signal, signal]) : expired.signal;
+  return abortable(promise, either).finally(() => clearTimeout(timer));
 }

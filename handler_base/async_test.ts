@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { abortable, delay, settlesWithin } from "./async.ts";
+import { abortable, deadline, delay, settlesWithin } from "./async.ts";
 
 Deno.test("abortable() settles like the promise when the signal stays quiet", async () => {
   const controller = new AbortController();
@@ -31,4 +31,20 @@ Deno.test("settlesWithin() says whether a promise settled in time, and leaves no
   assert.equal(await settlesWithin(Promise.resolve(1), 60_000), true);
   assert.equal(await settlesWithin(Promise.reject(new Error("settled too")), 60_000), true);
   assert.equal(await settlesWithin(new Promise(() => {}), 1), false);
+});
+
+Deno.test("deadline() settles like the promise in time, and names what it waited for after", async () => {
+  assert.equal(await deadline(delay(1).then(() => 7), 10_000), 7);
+  await assert.rejects(deadline(Promise.reject(new Error("own")), 10_000), /own/);
+  const never = new Promise<never>(() => {});
+  await assert.rejects(deadline(never, 5, { what: "the reply" }), (error: unknown) => {
+    assert.ok(error instanceof DOMException);
+    assert.equal(error.name, "TimeoutError");
+    assert.equal(error.message, "Timed out after 5 ms waiting for the reply");
+    return true;
+  });
+  const controller = new AbortController();
+  const waiting = deadline(never, 60_000, { signal: controller.signal });
+  controller.abort(new Error("stopping"));
+  await assert.rejects(waiting, /stopping/);
 });

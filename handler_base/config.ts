@@ -15,6 +15,7 @@
  *
  * @example Declare, list and load
  * ```ts
+ * import assert from "node:assert/strict";
  * import {
  *   configVarNames,
  *   envVar,
@@ -29,9 +30,9 @@
  *   enableTts: envVar.bool("ENABLE_TTS", { default: false }),
  *   llmTimeoutMs: envVar.duration("LLM_TIMEOUT_MS", { default: 60_000 }),
  * };
- * console.log(configVarNames(spec).join(",")); // for --allow-env=...
+ * assert.ok(configVarNames(spec).includes("LLM_TIMEOUT_MS")); // for --allow-env=...
  * const config = loadConfig(spec, { HEALTH_PORT: "9090", LLM_TIMEOUT_MS: "1.5s" });
- * console.log(config.healthPort, config.llmTimeoutMs, config.natsToken); // 9090 1500 undefined
+ * assert.deepEqual([config.healthPort, config.llmTimeoutMs, config.natsToken], [9090, 1500, undefined]);
  * ```
  *
  * @module
@@ -497,6 +498,7 @@ function customVar<T>(name: string, options: CustomVarOptions<T>): VarSpec<never
  *
  * @example A service's own variables
  * ```ts
+ * import assert from "node:assert/strict";
  * import { envVar, loadConfig } from "@homelab/handler-base/config";
  *
  * const spec = {
@@ -507,7 +509,7 @@ function customVar<T>(name: string, options: CustomVarOptions<T>): VarSpec<never
  *   pipelines: envVar.list("PIPELINES", { default: [] }),
  * };
  * const config = loadConfig(spec, { CONSUME_MODE: "jetstream", PIPELINES: "a, b,," });
- * console.log(config.mode, config.pipelines); // "jetstream" ["a", "b"]
+ * assert.deepEqual([config.mode, config.pipelines], ["jetstream", ["a", "b"]]);
  * ```
  */
 export const envVar: EnvVarBuilders = Object.freeze({
@@ -549,14 +551,15 @@ export interface ConfigProblem {
  *
  * @example Print the problems
  * ```ts
+ * import assert from "node:assert/strict";
  * import { ConfigError, envVar, loadConfig } from "@homelab/handler-base/config";
  *
  * try {
  *   loadConfig({ port: envVar.int("HEALTH_PORT", { required: true }) }, {});
  * } catch (error) {
  *   if (!(error instanceof ConfigError)) throw error;
- *   console.log(error.message); // Cannot load configuration: HEALTH_PORT is required
- *   console.log(error.problems[0]?.name); // "HEALTH_PORT"
+ *   assert.equal(error.message, "Cannot load configuration: HEALTH_PORT is required");
+ *   assert.equal(error.problems[0]?.name, "HEALTH_PORT");
  * }
  * ```
  */
@@ -616,12 +619,13 @@ function readRaw(source: EnvSource, name: string): string | undefined {
  * read (no permission); the error lists them all.
  *
  * @example Load from the process environment
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { loadConfig, natsConfigSpec, runtimeConfigSpec } from "@homelab/handler-base/config";
  *
  * // deno run --allow-env=NATS_URL,NATS_USER,...,SHUTDOWN_GRACE_MS service.ts
  * const config = loadConfig({ ...natsConfigSpec, ...runtimeConfigSpec }, Deno.env);
- * console.log(config.natsUrl);
+ * assert.ok(config.natsUrl.length >= 1); // NATS_URL's servers, or the in-cluster default
  * ```
  */
 export function loadConfig<S extends ConfigSpec>(spec: S, source: EnvSource): Config<S> {
@@ -657,11 +661,12 @@ export function loadConfig<S extends ConfigSpec>(spec: S, source: EnvSource): Co
  *
  * @example Log the configuration at start
  * ```ts
+ * import assert from "node:assert/strict";
  * import { envVar, loadConfig, redactedConfig } from "@homelab/handler-base/config";
  *
  * const spec = { token: envVar.string("NATS_TOKEN", { secret: true }) };
  * const config = loadConfig(spec, { NATS_TOKEN: "s3cr3t" });
- * console.log(redactedConfig(spec, config)); // { token: "[redacted]" }
+ * assert.deepEqual(redactedConfig(spec, config), { token: "[redacted]" });
  * ```
  */
 export function redactedConfig<S extends ConfigSpec>(
@@ -695,13 +700,14 @@ export type RuntimeConfig = Config<RuntimeConfigSpec>;
  *
  * @example Compose with a service's own variables
  * ```ts
+ * import assert from "node:assert/strict";
  * import { envVar, loadConfig, runtimeConfigSpec } from "@homelab/handler-base/config";
  *
  * const config = loadConfig(
  *   { ...runtimeConfigSpec, enableTts: envVar.bool("ENABLE_TTS", { default: false }) },
  *   { LOG_LEVEL: "WARNING", SHUTDOWN_GRACE_MS: "30s" },
  * );
- * console.log(config.logLevel, config.shutdownGraceMs, config.healthPort); // "warn" 30000 8080
+ * assert.deepEqual([config.logLevel, config.shutdownGraceMs, config.healthPort], ["warn", 30000, 8080]);
  * ```
  */
 export const runtimeConfigSpec: RuntimeConfigSpec = Object.freeze({
@@ -745,10 +751,11 @@ export const DEFAULT_NATS_URL = "nats://nats.ai-ml.svc.cluster.local:4222";
  *
  * @example Several servers
  * ```ts
+ * import assert from "node:assert/strict";
  * import { loadConfig, natsConfigSpec } from "@homelab/handler-base/config";
  *
  * const config = loadConfig(natsConfigSpec, { NATS_URL: "nats://a:4222, nats://b:4222" });
- * console.log(config.natsUrl); // ["nats://a:4222", "nats://b:4222"]
+ * assert.deepEqual(config.natsUrl, ["nats://a:4222", "nats://b:4222"]);
  * ```
  */
 export const natsConfigSpec: NatsConfigSpec = Object.freeze({

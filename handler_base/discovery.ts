@@ -11,11 +11,15 @@
  * Requires `--allow-net=<nats>`.
  *
  * @example Answer discovery requests
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { startDiscovery } from "@homelab/handler-base/discovery";
+ * import { startTestService } from "@homelab/handler-base/testing";
  *
- * await using discovery = startDiscovery(service, { description: "Text to speech" });
- * console.log(discovery.id); // this instance's id, as `nats micro ls` shows it
+ * await using t = await startTestService({ endpoints: [], name: "demo" });
+ * await using discovery = startDiscovery(t.service, { description: "Text to speech" });
+ * const reply = await t.nc.request(`$SRV.INFO.demo.${discovery.id}`); // as `nats micro info` asks
+ * assert.equal(reply.json<{ description: string }>().description, "Text to speech");
  * ```
  *
  * @module
@@ -29,9 +33,10 @@ import type { Msg, NatsConnection } from "./natsutil.ts";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { MICRO_RESPONSE_TYPES } from "@homelab/handler-base/discovery";
  *
- * console.log(MICRO_RESPONSE_TYPES.stats); // "io.nats.micro.v1.stats_response"
+ * assert.equal(MICRO_RESPONSE_TYPES.stats, "io.nats.micro.v1.stats_response");
  * ```
  */
 export const MICRO_RESPONSE_TYPES = {
@@ -169,9 +174,10 @@ export interface Discovery extends AsyncDisposable {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { MICRO_VERBS } from "@homelab/handler-base/discovery";
  *
- * console.log(MICRO_VERBS.map((verb) => `$SRV.${verb}`)); // ["$SRV.PING", "$SRV.INFO", "$SRV.STATS"]
+ * assert.deepEqual(MICRO_VERBS.map((verb) => `$SRV.${verb}`), ["$SRV.PING", "$SRV.INFO", "$SRV.STATS"]);
  * ```
  */
 export const MICRO_VERBS = ["PING", "INFO", "STATS"] as const;
@@ -216,12 +222,15 @@ export function discoverySubjects(
  * @throws {TypeError} When the service name is not a valid micro name (letters, digits, `-`, `_`).
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { startDiscovery } from "@homelab/handler-base/discovery";
+ * import { startTestService } from "@homelab/handler-base/testing";
  *
- * const discovery = startDiscovery(service);
- * const replies = await nc.requestMany("$SRV.PING", "", { maxWait: 500 });
- * for await (const reply of replies) console.log(reply.json());
+ * await using t = await startTestService({ endpoints: [], name: "demo" });
+ * const discovery = startDiscovery(t.service, { id: "second" });
+ * const reply = await t.nc.request("$SRV.PING.demo.second");
+ * assert.deepEqual(reply.json(), discovery.ping());
  * await discovery.stop();
  * ```
  */

@@ -8,10 +8,11 @@
  *
  * @example Throw a typed error from a handler and map it for the wire
  * ```ts
+ * import assert from "node:assert/strict";
  * import { InvalidArgumentError, toErrorResponse } from "@homelab/handler-base/errors";
  *
  * const reply = toErrorResponse(new InvalidArgumentError("Cannot chat: the query is empty"));
- * console.log(reply.type); // "InvalidArgument"
+ * assert.equal(reply.type, "InvalidArgument");
  * ```
  *
  * @module
@@ -27,9 +28,10 @@ import {
  *
  * @example Compare a reply's type
  * ```ts
+ * import assert from "node:assert/strict";
  * import { ERROR_TYPE } from "@homelab/handler-base/errors";
  *
- * console.log(ERROR_TYPE.Timeout); // "Timeout"
+ * assert.equal(ERROR_TYPE.Timeout, "Timeout");
  * ```
  */
 export const ERROR_TYPE = {
@@ -68,12 +70,13 @@ const RETRYABLE_BY_DEFAULT: ReadonlySet<ErrorType> = new Set([
  *
  * @example Throw one with a cause
  * ```ts
+ * import assert from "node:assert/strict";
  * import { HandlerError } from "@homelab/handler-base/errors";
  *
  * const error = new HandlerError("Internal", "Cannot load the voice registry", {
  *   cause: new Error("disk full"),
  * });
- * console.log(error.type, error.retryable); // "Internal" false
+ * assert.deepEqual([error.type, error.retryable], ["Internal", false]);
  * ```
  */
 export class HandlerError extends Error {
@@ -102,10 +105,11 @@ export class HandlerError extends Error {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { DecodeError } from "@homelab/handler-base/errors";
  *
  * const error = new DecodeError("messages.v1.ChatRequest", { cause: new Error("premature EOF") });
- * console.log(error.message); // Cannot decode messages.v1.ChatRequest: premature EOF
+ * assert.equal(error.message, "Cannot decode messages.v1.ChatRequest: premature EOF");
  * ```
  */
 export class DecodeError extends HandlerError {
@@ -132,9 +136,11 @@ export class DecodeError extends HandlerError {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { InvalidArgumentError } from "@homelab/handler-base/errors";
  *
- * throw new InvalidArgumentError("Cannot synthesize speech: the text is empty");
+ * const error = new InvalidArgumentError("Cannot synthesize speech: the text is empty");
+ * assert.deepEqual([error.type, error.retryable], ["InvalidArgument", false]);
  * ```
  */
 export class InvalidArgumentError extends HandlerError {
@@ -156,10 +162,11 @@ export class InvalidArgumentError extends HandlerError {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { BackendUnavailableError } from "@homelab/handler-base/errors";
  *
  * const error = new BackendUnavailableError("llm");
- * console.log(error.message); // Cannot reach backend "llm"
+ * assert.equal(error.message, 'Cannot reach backend "llm"');
  * ```
  */
 export class BackendUnavailableError extends HandlerError {
@@ -186,10 +193,11 @@ export class BackendUnavailableError extends HandlerError {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { BackendError } from "@homelab/handler-base/errors";
  *
  * const error = new BackendError("tts", { status: 500, excerpt: "CUDA out of memory" });
- * console.log(error.message); // Backend "tts" failed with status 500: CUDA out of memory
+ * assert.equal(error.message, 'Backend "tts" failed with status 500: CUDA out of memory');
  * ```
  */
 export class BackendError extends HandlerError {
@@ -229,9 +237,12 @@ export class BackendError extends HandlerError {
  *
  * @example
  * ```ts
- * import { InvalidResponseError } from "@homelab/handler-base/errors";
+ * import assert from "node:assert/strict";
+ * import { BackendError, InvalidResponseError } from "@homelab/handler-base/errors";
  *
- * throw new InvalidResponseError("embeddings", "the data field is missing");
+ * const error = new InvalidResponseError("embeddings", "the data field is missing");
+ * assert.ok(error instanceof BackendError);
+ * assert.equal(error.message, 'Backend "embeddings" failed: invalid response: the data field is missing');
  * ```
  */
 export class InvalidResponseError extends BackendError {
@@ -253,10 +264,11 @@ export class InvalidResponseError extends BackendError {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { TimeoutError } from "@homelab/handler-base/errors";
  *
  * const error = new TimeoutError("Backend \"llm\" did not answer within 30000 ms");
- * console.log(error.type); // "Timeout"
+ * assert.equal(error.type, "Timeout");
  * ```
  */
 export class TimeoutError extends HandlerError {
@@ -277,9 +289,11 @@ export class TimeoutError extends HandlerError {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { OverloadedError } from "@homelab/handler-base/errors";
  *
- * throw new OverloadedError("Cannot accept the request: 64 requests are in flight");
+ * const error = new OverloadedError("Cannot accept the request: 64 requests are in flight");
+ * assert.deepEqual([error.type, error.retryable], ["Overloaded", true]);
  * ```
  */
 export class OverloadedError extends HandlerError {
@@ -300,10 +314,11 @@ export class OverloadedError extends HandlerError {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { RemoteError } from "@homelab/handler-base/errors";
  *
  * const error = new RemoteError("InvalidArgument", "Cannot chat: the query is empty");
- * console.log(error.type); // "InvalidArgument"
+ * assert.equal(error.type, "InvalidArgument");
  * ```
  */
 export class RemoteError extends Error {
@@ -341,9 +356,10 @@ function isAbortLike(error: unknown): boolean {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { errorType } from "@homelab/handler-base/errors";
  *
- * console.log(errorType(new RangeError("boom"))); // "Internal"
+ * assert.equal(errorType(new RangeError("boom")), "Internal");
  * ```
  */
 export function errorType(error: unknown): ErrorType {
@@ -360,9 +376,10 @@ export function errorType(error: unknown): ErrorType {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { BackendUnavailableError, isRetryable } from "@homelab/handler-base/errors";
  *
- * console.log(isRetryable(new BackendUnavailableError("tts"))); // true
+ * assert.equal(isRetryable(new BackendUnavailableError("tts")), true);
  * ```
  */
 export function isRetryable(error: unknown): boolean {
@@ -380,10 +397,11 @@ export function isRetryable(error: unknown): boolean {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { toErrorResponse } from "@homelab/handler-base/errors";
  *
  * const reply = toErrorResponse(new Error("password=hunter2"));
- * console.log(reply.message); // "Internal error"
+ * assert.equal(reply.message, "Internal error");
  * ```
  */
 export function toErrorResponse(error: unknown): ErrorResponse {
@@ -402,10 +420,11 @@ export function toErrorResponse(error: unknown): ErrorResponse {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { fromErrorResponse, toErrorResponse, TimeoutError } from "@homelab/handler-base/errors";
  *
  * const error = fromErrorResponse(toErrorResponse(new TimeoutError("Too slow")));
- * console.log(error.type, error.message); // "Timeout" "Too slow"
+ * assert.deepEqual([error.type, error.message], ["Timeout", "Too slow"]);
  * ```
  */
 export function fromErrorResponse(reply: ErrorResponse): RemoteError {

@@ -9,6 +9,7 @@
  *
  * @example Readiness follows the NATS connection
  * ```ts
+ * import assert from "node:assert/strict";
  * import { startHealthServer } from "@homelab/handler-base/health";
  *
  * await using health = startHealthServer({ port: 0, hostname: "127.0.0.1" });
@@ -16,10 +17,10 @@
  * health.setCheck("nats", () => connected || "disconnected");
  *
  * const before = await fetch(`http://127.0.0.1:${health.port}/ready`);
- * console.log(before.status, await before.json()); // 503 { status: "not ready", failing: { nats: "disconnected" } }
+ * assert.deepEqual([before.status, await before.json()], [503, { status: "not ready", failing: { nats: "disconnected" } }]);
  * connected = true;
  * const after = await fetch(`http://127.0.0.1:${health.port}/ready`);
- * console.log(after.status, await after.json()); // 200 { status: "ready" }
+ * assert.deepEqual([after.status, await after.json()], [200, { status: "ready" }]);
  * ```
  *
  * @module
@@ -189,13 +190,14 @@ function respond(method: string, status: number, body: unknown, headers = {}): R
  *
  * @example Flip readiness at shutdown
  * ```ts
+ * import assert from "node:assert/strict";
  * import { startHealthServer } from "@homelab/handler-base/health";
  *
  * const shutdown = new AbortController();
  * const health = startHealthServer({ port: 0, hostname: "127.0.0.1", signal: shutdown.signal });
  * health.setShuttingDown();
  * const res = await fetch(`http://127.0.0.1:${health.port}/ready`);
- * console.log(res.status, await res.json()); // 503 { status: "shutting down" }
+ * assert.deepEqual([res.status, await res.json()], [503, { status: "shutting down" }]);
  * shutdown.abort();
  * await health.closed;
  * ```

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { type HealthServer, startHealthServer } from "./health.ts";
 import { createLogger } from "./log.ts";
+import { deadline } from "./async.ts";
 
 const HOST = "127.0.0.1";
 
@@ -184,7 +185,7 @@ Deno.test("close() stops listening, resolves closed and can be called again", as
   const closing = health.close();
   assert.equal(health.close(), closing);
   await closing;
-  await health.closed;
+  await deadline(health.closed, 10_000, { what: "the health server to close" });
   await assertRefused(health.port);
 });
 
@@ -193,7 +194,7 @@ Deno.test("the server closes when its signal aborts", async () => {
   const health = start({ signal: shutdown.signal });
   assert.equal((await probe(health, "/health")).status, 200);
   shutdown.abort();
-  await health.closed;
+  await deadline(health.closed, 10_000, { what: "the health server to close" });
   await assertRefused(health.port);
   await health.close();
 });

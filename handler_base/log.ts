@@ -22,9 +22,10 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { LOG_LEVELS } from "@homelab/handler-base/log";
  *
- * console.log(LOG_LEVELS.includes("warn")); // true
+ * assert.equal(LOG_LEVELS.includes("warn"), true);
  * ```
  */
 export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
@@ -96,12 +97,13 @@ function serializeValue(_key: string, value: unknown): unknown {
  *
  * @example Capture lines in a test
  * ```ts
+ * import assert from "node:assert/strict";
  * import { createLogger } from "@homelab/handler-base/log";
  *
  * const lines: string[] = [];
  * const log = createLogger({ service: "demo", level: "debug", write: (l) => lines.push(l) });
  * log.debug("Hello", { n: 1 });
- * console.log(JSON.parse(lines[0]!).msg); // "Hello"
+ * assert.equal(JSON.parse(lines[0]!).msg, "Hello");
  * ```
  */
 export function createLogger(options: LoggerOptions): Logger {
@@ -140,9 +142,10 @@ function makeLogger(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseLogLevel } from "@homelab/handler-base/log";
  *
- * console.log(parseLogLevel("WARNING")); // "warn"
+ * assert.equal(parseLogLevel("WARNING"), "warn");
  * ```
  */
 export function parseLogLevel(value: string): LogLevel | undefined {

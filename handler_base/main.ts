@@ -20,6 +20,7 @@
  *
  * @example A service and its entry file
  * ```ts
+ * import assert from "node:assert/strict";
  * import { defineService, serviceMain } from "@homelab/handler-base/main";
  * import { defineEndpoint } from "@homelab/handler-base/handler";
  * import { envVar } from "@homelab/handler-base/config";
@@ -39,8 +40,12 @@
  *     return { endpoints: [echo] };
  *   },
  * });
- * console.log(echoService.spec.natsUrl.name, echoService.spec.echoPrefix.name); // NATS_URL ECHO_PREFIX
- * console.log(typeof serviceMain); // "function": the entry file calls serviceMain(echoService)
+ * assert.deepEqual([echoService.spec.natsUrl.name, echoService.spec.echoPrefix.name], [
+ *   "NATS_URL",
+ *   "ECHO_PREFIX",
+ * ]);
+ * // The entry file: if (import.meta.main) await serviceMain(echoService);
+ * assert.equal(typeof serviceMain, "function");
  * ```
  *
  * @module
@@ -83,10 +88,11 @@ export type BaseServiceSpec = NatsConfigSpec & RuntimeConfigSpec & ConsumeConfig
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { configVarNames } from "@homelab/handler-base/config";
  * import { baseServiceSpec } from "@homelab/handler-base/main";
  *
- * console.log(configVarNames(baseServiceSpec).includes("CONSUME_MODE")); // true
+ * assert.equal(configVarNames(baseServiceSpec).includes("CONSUME_MODE"), true);
  * ```
  */
 export const baseServiceSpec: BaseServiceSpec = Object.freeze({
@@ -212,6 +218,7 @@ export interface ServiceDefinition<S extends ConfigSpec = ConfigSpec> {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { defineService } from "@homelab/handler-base/main";
  * import { llmConfigSpec } from "@homelab/handler-base/clients/llm";
  *
@@ -220,7 +227,7 @@ export interface ServiceDefinition<S extends ConfigSpec = ConfigSpec> {
  *   config: llmConfigSpec,
  *   setup: () => ({ endpoints: [] }),
  * });
- * console.log(service.spec.vllmUrl.name, service.version); // VLLM_URL 0.1.0
+ * assert.deepEqual([service.spec.vllmUrl.name, service.version], ["VLLM_URL", "0.1.0"]);
  * ```
  */
 export function defineService<S extends ConfigSpec>(
@@ -263,9 +270,10 @@ export interface ExitCodes {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { EXIT_CODES } from "@homelab/handler-base/main";
  *
- * console.log(EXIT_CODES.config); // 78
+ * assert.equal(EXIT_CODES.config, 78);
  * ```
  */
 export const EXIT_CODES: ExitCodes = Object.freeze({
@@ -320,6 +328,7 @@ export interface ServiceMainOptions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { defineService, serviceMain } from "@homelab/handler-base/main";
  *
  * const demo = defineService({ name: "demo", config: {}, setup: () => ({ endpoints: [] }) });
@@ -329,7 +338,7 @@ export interface ServiceMainOptions {
  *   exit: (c) => void (code = c),
  *   printError: () => {},
  * });
- * console.log(code); // 78
+ * assert.equal(code, 78);
  * ```
  */
 export async function serviceMain<S extends ConfigSpec>(

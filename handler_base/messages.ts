@@ -9,11 +9,12 @@
  *
  * @example Encode a request and decode it back
  * ```ts
+ * import assert from "node:assert/strict";
  * import { ChatRequestSchema, create, decode, effectiveQuery, encode } from "@homelab/handler-base/messages";
  *
  * const bytes = encode(ChatRequestSchema, create(ChatRequestSchema, { query: "What is NATS?" }));
  * const request = decode(ChatRequestSchema, bytes);
- * console.log(effectiveQuery(request)); // "What is NATS?"
+ * assert.equal(effectiveQuery(request), "What is NATS?");
  * ```
  *
  * @module
@@ -35,9 +36,10 @@ export { create };
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { EmptySchema } from "@homelab/handler-base/messages";
  *
- * console.log(EmptySchema.typeName); // "google.protobuf.Empty"
+ * assert.equal(EmptySchema.typeName, "google.protobuf.Empty");
  * ```
  */
 export { EmptySchema };
@@ -66,9 +68,10 @@ export const MSG_TYPE_HEADER = "Msg-Type";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { ChatRequestSchema, create, effectiveQuery } from "@homelab/handler-base/messages";
  *
- * console.log(effectiveQuery(create(ChatRequestSchema, { message: "", query: "hi" }))); // "hi"
+ * assert.equal(effectiveQuery(create(ChatRequestSchema, { message: "", query: "hi" })), "hi");
  * ```
  */
 export function effectiveQuery(request: Pick<ChatRequest, "message" | "query">): string {
@@ -85,10 +88,11 @@ export function effectiveQuery(request: Pick<ChatRequest, "message" | "query">):
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { encode, TTSStatusSchema } from "@homelab/handler-base/messages";
  *
  * const bytes = encode(TTSStatusSchema, { sessionId: "s1", status: "processing" });
- * console.log(bytes.length > 0); // true
+ * assert.equal(bytes.length > 0, true);
  * ```
  */
 export function encode<Desc extends DescMessage>(
@@ -131,13 +135,14 @@ export interface DecodeOptions {
  *
  * @example Malformed bytes become a typed error
  * ```ts
+ * import assert from "node:assert/strict";
  * import { ChatRequestSchema, decode } from "@homelab/handler-base/messages";
  * import { DecodeError } from "@homelab/handler-base/errors";
  *
  * try {
  *   decode(ChatRequestSchema, new Uint8Array([0xff, 0xff]));
  * } catch (error) {
- *   console.log(error instanceof DecodeError); // true
+ *   assert.equal(error instanceof DecodeError, true);
  * }
  * ```
  */
@@ -172,6 +177,7 @@ export function decode<Desc extends DescMessage>(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import {
  *   decodeOneOf, encode, STTInterruptSchema, STTTranscriptionSchema,
  * } from "@homelab/handler-base/messages";
@@ -180,7 +186,7 @@ export function decode<Desc extends DescMessage>(
  * const message = decodeOneOf([STTTranscriptionSchema, STTInterruptSchema], bytes, {
  *   msgType: "messages.v1.STTInterrupt",
  * });
- * console.log(message.$typeName); // "messages.v1.STTInterrupt"
+ * assert.equal(message.$typeName, "messages.v1.STTInterrupt");
  * ```
  */
 export function decodeOneOf<const Descs extends readonly DescMessage[]>(
@@ -214,9 +220,10 @@ export function decodeOneOf<const Descs extends readonly DescMessage[]>(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { unixSeconds } from "@homelab/handler-base/messages";
  *
- * console.log(unixSeconds(1_700_000_000_999)); // 1700000000n
+ * assert.equal(unixSeconds(1_700_000_000_999), 1700000000n);
  * ```
  */
 export function unixSeconds(now: number = Date.now()): bigint {

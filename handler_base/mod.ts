@@ -13,27 +13,36 @@
  * JetStream modules): import only what you use. The glue between a service
  * and its message sources is internal and not exported.
  *
- * @example A service in a few lines
- * ```ts ignore
+ * @example A service in a few lines, called in-process
+ * ```ts
+ * import assert from "node:assert/strict";
  * import {
- *   createLogger, defineEndpoint, loadConfig, natsConfigSpec, natsOptionsFromConfig,
- *   runService, runtimeConfigSpec, TTSRequestSchema, TTSStatusSchema,
+ *   defineEndpoint,
+ *   defineService,
+ *   envVar,
+ *   serviceMain,
+ *   TTSRequestSchema,
+ *   TTSStatusSchema,
  * } from "@homelab/handler-base";
+ * import { callEndpoint } from "@homelab/handler-base/testing";
  *
- * const config = loadConfig({ ...natsConfigSpec, ...runtimeConfigSpec }, Deno.env);
  * const echo = defineEndpoint({
  *   subject: "demo.echo",
  *   request: TTSRequestSchema,
  *   response: TTSStatusSchema,
  *   handle: (req) => Promise.resolve({ status: "ok", message: req.text }),
  * });
- * await runService({
- *   name: "demo",
- *   endpoints: [echo],
- *   nats: natsOptionsFromConfig(config),
- *   healthPort: config.healthPort,
- *   logger: createLogger({ service: "demo", level: config.logLevel }),
+ * export const echoService = defineService({
+ *   name: "echo",
+ *   config: { greeting: envVar.string("ECHO_GREETING", { default: "hi" }) },
+ *   setup: () => ({ endpoints: [echo] }),
  * });
+ * // The entry file services/echo.ts holds one line more:
+ * // if (import.meta.main) await serviceMain(echoService);
+ * assert.equal(typeof serviceMain, "function");
+ *
+ * const { reply } = await callEndpoint(echo, { text: "hello" });
+ * assert.equal(reply?.message, "hello");
  * ```
  *
  * @module

@@ -8,14 +8,24 @@
  * creds file or TLS CA.
  *
  * @example Request a typed reply
- * ```ts ignore
- * import { connectNats, request } from "@homelab/handler-base/natsutil";
- * import { TTSRequestSchema, TTSFullResponseSchema } from "@homelab/handler-base/messages";
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { connectNats, decodeMsg, publish, request } from "@homelab/handler-base/natsutil";
+ * import { TTSFullResponseSchema, TTSRequestSchema } from "@homelab/handler-base/messages";
+ * import { startNatsServer } from "@homelab/handler-base/testing";
  *
- * const nc = await connectNats({ servers: "nats://127.0.0.1:4222", name: "demo" });
+ * await using server = await startNatsServer({ jetstream: false });
+ * const nc = await connectNats({ servers: server.url, name: "demo" });
+ * // A responder standing in for tts-module.
+ * nc.subscribe("ai.voice.tts.request.*", {
+ *   callback: (_error, msg) => {
+ *     const { text } = decodeMsg(TTSRequestSchema, msg);
+ *     publish(nc, msg.reply!, TTSFullResponseSchema, { sessionId: text, sampleRate: 24000 });
+ *   },
+ * });
  * const audio = await request(nc, "ai.voice.tts.request.s1", TTSRequestSchema, { text: "Hi" },
  *   TTSFullResponseSchema, { timeout: 30_000 });
- * console.log(audio.sampleRate);
+ * assert.deepEqual([audio.sessionId, audio.sampleRate], ["Hi", 24000]);
  * await nc.drain();
  * ```
  *
@@ -103,11 +113,12 @@ export interface NatsConnectOptions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { loadConfig, natsConfigSpec } from "@homelab/handler-base/config";
  * import { natsOptionsFromConfig } from "@homelab/handler-base/natsutil";
  *
  * const options = natsOptionsFromConfig(loadConfig(natsConfigSpec, { NATS_URL: "nats://a:4222" }));
- * console.log(options.servers); // ["nats://a:4222"]
+ * assert.deepEqual(options.servers, ["nats://a:4222"]);
  * ```
  */
 export function natsOptionsFromConfig(config: NatsConfig): Omit<NatsConnectOptions, "name"> {
@@ -135,10 +146,14 @@ function splitServers(servers: string | string[]): string[] {
  * @throws {Error} When the first connection fails and `waitOnFirstConnect` is false.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { connectNats } from "@homelab/handler-base/natsutil";
+ * import { startNatsServer } from "@homelab/handler-base/testing";
  *
- * const nc = await connectNats({ servers: "nats://127.0.0.1:4222", name: "tts-module" });
+ * await using server = await startNatsServer({ jetstream: false });
+ * const nc = await connectNats({ servers: server.url, name: "tts-module" });
+ * assert.equal(nc.isClosed(), false);
  * await nc.drain();
  * ```
  */
@@ -218,12 +233,16 @@ export interface ConnectionWatch {
  * @returns A live view of the state.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { connectNats, watchConnection } from "@homelab/handler-base/natsutil";
+ * import { startNatsServer } from "@homelab/handler-base/testing";
  *
- * const nc = await connectNats({ servers: "nats://127.0.0.1:4222", name: "demo" });
+ * await using server = await startNatsServer({ jetstream: false });
+ * const nc = await connectNats({ servers: server.url, name: "demo" });
  * const watch = watchConnection(nc);
- * console.log(watch.state); // "connected"
+ * assert.equal(watch.state, "connected");
+ * await nc.close();
  * ```
  */
 export function watchConnection(
@@ -271,10 +290,11 @@ export interface PublishOptions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { messageHeaders } from "@homelab/handler-base/natsutil";
  *
  * const h = messageHeaders("messages.v1.TTSStatus");
- * console.log(h.get("Msg-Type")); // "messages.v1.TTSStatus"
+ * assert.equal(h.get("Msg-Type"), "messages.v1.TTSStatus");
  * ```
  */
 export function messageHeaders(
@@ -298,11 +318,18 @@ export function messageHeaders(
  * @param options Headers, trace context and reply subject.
  *
  * @example
- * ```ts ignore
- * import { publish } from "@homelab/handler-base/natsutil";
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { connectNats, publish } from "@homelab/handler-base/natsutil";
  * import { TTSStatusSchema } from "@homelab/handler-base/messages";
+ * import { startNatsServer } from "@homelab/handler-base/testing";
  *
+ * await using server = await startNatsServer({ jetstream: false });
+ * const nc = await connectNats({ servers: server.url, name: "demo" });
+ * const sub = nc.subscribe("ai.voice.tts.status.s1", { max: 1 });
  * publish(nc, "ai.voice.tts.status.s1", TTSStatusSchema, { sessionId: "s1", status: "processing" });
+ * for await (const msg of sub) assert.equal(msg.headers?.get("Msg-Type"), "messages.v1.TTSStatus");
+ * await nc.close();
  * ```
  */
 export function publish<Desc extends DescMessage>(
@@ -335,9 +362,10 @@ export interface RequestOptions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { NoRespondersError } from "@homelab/handler-base/natsutil";
  *
- * console.log(new NoRespondersError("ai.chat.request").type); // "BackendUnavailable"
+ * assert.equal(new NoRespondersError("ai.chat.request").type, "BackendUnavailable");
  * ```
  */
 export class NoRespondersError extends BackendUnavailableError {
@@ -409,13 +437,20 @@ function isErrorResponse(msg: Msg): boolean {
  * @throws {DecodeError} When the payload is not that type.
  *
  * @example
- * ```ts ignore
- * import { decodeMsg } from "@homelab/handler-base/natsutil";
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { connectNats, decodeMsg, publish } from "@homelab/handler-base/natsutil";
  * import { TTSStatusSchema } from "@homelab/handler-base/messages";
+ * import { startNatsServer } from "@homelab/handler-base/testing";
  *
- * for await (const msg of nc.subscribe("ai.voice.tts.status.s1")) {
- *   console.log(decodeMsg(TTSStatusSchema, msg).status);
+ * await using server = await startNatsServer({ jetstream: false });
+ * const nc = await connectNats({ servers: server.url, name: "demo" });
+ * const statuses = nc.subscribe("ai.voice.tts.status.s1", { max: 1 });
+ * publish(nc, "ai.voice.tts.status.s1", TTSStatusSchema, { status: "completed" });
+ * for await (const msg of statuses) {
+ *   assert.equal(decodeMsg(TTSStatusSchema, msg).status, "completed");
  * }
+ * await nc.close();
  * ```
  */
 export function decodeMsg<Desc extends DescMessage>(schema: Desc, msg: Msg): MessageShape<Desc> {
@@ -440,12 +475,26 @@ export function decodeMsg<Desc extends DescMessage>(schema: Desc, msg: Msg): Mes
  * @throws {DecodeError} When the reply is not the expected type.
  *
  * @example
- * ```ts ignore
- * import { request } from "@homelab/handler-base/natsutil";
- * import { TTSVoiceListResponseSchema, TTSRequestSchema } from "@homelab/handler-base/messages";
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { connectNats, NoRespondersError, publish, request } from "@homelab/handler-base/natsutil";
+ * import { EmptySchema, TTSVoiceListResponseSchema } from "@homelab/handler-base/messages";
+ * import { startNatsServer } from "@homelab/handler-base/testing";
  *
- * const voices = await request(nc, "ai.voice.tts.voices.list", TTSRequestSchema, {},
+ * await using server = await startNatsServer({ jetstream: false });
+ * const nc = await connectNats({ servers: server.url, name: "demo" });
+ * nc.subscribe("ai.voice.tts.voices.list", {
+ *   callback: (_error, msg) =>
+ *     publish(nc, msg.reply!, TTSVoiceListResponseSchema, { defaultSpeaker: "Ana Florence" }),
+ * });
+ * const voices = await request(nc, "ai.voice.tts.voices.list", EmptySchema, {},
  *   TTSVoiceListResponseSchema, { timeout: 2000 });
+ * assert.equal(voices.defaultSpeaker, "Ana Florence");
+ * await assert.rejects( // nobody listens here
+ *   request(nc, "ai.voice.tts.voices.none", EmptySchema, {}, TTSVoiceListResponseSchema, { timeout: 2000 }),
+ *   NoRespondersError,
+ * );
+ * await nc.close();
  * ```
  */
 export async function request<Req extends DescMessage, Res extends DescMessage>(
@@ -498,9 +547,10 @@ function toRequestError(subject: string, timeout: number, cause: unknown): unkno
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { subjectTokens } from "@homelab/handler-base/natsutil";
  *
- * console.log(subjectTokens("ai.voice.stream.abc").at(-1)); // "abc"
+ * assert.equal(subjectTokens("ai.voice.stream.abc").at(-1), "abc");
  * ```
  */
 export function subjectTokens(subject: string): string[] {

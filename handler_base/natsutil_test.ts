@@ -21,6 +21,7 @@ import {
   watchConnection,
 } from "./natsutil.ts";
 import { startNatsServer } from "./testing/nats_server.ts";
+import { deadline } from "./async.ts";
 
 const ask = { timeout: 2000 };
 
@@ -140,7 +141,7 @@ Deno.test("publish() sets Msg-Type and the trace context of the active span", as
     traceFlags: 1,
   });
   publish(nc, "out", TTSStatusSchema, { status: "traced" }, { context: parent });
-  await sub.closed;
+  await deadline(sub.closed, 10_000, { what: "the subscription to close" });
   const [plain, traced] = received;
   assert.equal(plain?.headers?.get("Msg-Type"), "messages.v1.TTSStatus");
   assert.equal(plain?.headers?.get("traceparent"), "");

@@ -80,9 +80,10 @@ import { errorType } from "./errors.ts";
  *
  * @example Find a metric in an export
  * ```ts
+ * import assert from "node:assert/strict";
  * import { METRIC_NAMES } from "@homelab/handler-base/telemetry";
  *
- * console.log(METRIC_NAMES.duration); // "messaging.process.duration"
+ * assert.equal(METRIC_NAMES.duration, "messaging.process.duration");
  * ```
  */
 export const METRIC_NAMES = {
@@ -178,11 +179,12 @@ export interface TelemetryOptions {
  *
  * @example Record a handled message
  * ```ts
+ * import assert from "node:assert/strict";
  * import { createTelemetry } from "@homelab/handler-base/telemetry";
  *
  * const telemetry = createTelemetry({ serviceName: "tts-module", version: "0.1.0" });
  * telemetry.metrics.handled.add(1, { "messaging.destination.name": "ai.voice.tts.request.>" });
- * console.log(telemetry.enabled); // false unless run with OTEL_DENO=true
+ * assert.equal(telemetry.enabled, Deno.env.get("OTEL_DENO") === "true");
  * ```
  */
 export function createTelemetry(options: TelemetryOptions): Telemetry {
@@ -247,11 +249,12 @@ function isValidIds(traceId: string, spanId: string): boolean {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseTraceparent } from "@homelab/handler-base/telemetry";
  *
  * const parent = parseTraceparent("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
- * console.log(parent?.spanId); // "b7ad6b7169203331"
- * console.log(parseTraceparent("garbage")); // undefined
+ * assert.equal(parent?.spanId, "b7ad6b7169203331");
+ * assert.equal(parseTraceparent("garbage"), undefined);
  * ```
  */
 export function parseTraceparent(value: string | null | undefined): SpanContext | undefined {
@@ -279,6 +282,7 @@ export function parseTraceparent(value: string | null | undefined): SpanContext 
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { formatTraceparent } from "@homelab/handler-base/telemetry";
  *
  * const value = formatTraceparent({
@@ -286,7 +290,7 @@ export function parseTraceparent(value: string | null | undefined): SpanContext 
  *   spanId: "b7ad6b7169203331",
  *   traceFlags: 1,
  * });
- * console.log(value); // "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+ * assert.equal(value, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
  * ```
  */
 export function formatTraceparent(spanContext: SpanContext): string {
@@ -396,6 +400,7 @@ function incomingTraceState(ctx: Context, traceId: string): TraceState | undefin
  *
  * @example Propagate the trace on a publish
  * ```ts
+ * import assert from "node:assert/strict";
  * import { headers } from "@nats-io/nats-core";
  * import { extractTraceContext, injectTraceContext } from "@homelab/handler-base/telemetry";
  *
@@ -403,7 +408,7 @@ function incomingTraceState(ctx: Context, traceId: string): TraceState | undefin
  *   new Headers({ traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01" }),
  * );
  * const outgoing = headers();
- * console.log(injectTraceContext(outgoing, parent)); // true
+ * assert.equal(injectTraceContext(outgoing, parent), true);
  * ```
  */
 export function injectTraceContext(
@@ -432,13 +437,14 @@ export function injectTraceContext(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { trace } from "@opentelemetry/api";
  * import { extractTraceContext } from "@homelab/handler-base/telemetry";
  *
  * const parent = extractTraceContext(
  *   new Headers({ traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01" }),
  * );
- * console.log(trace.getSpanContext(parent)?.traceId); // "0af7651916cd43dd8448eb211c80319c"
+ * assert.equal(trace.getSpanContext(parent)?.traceId, "0af7651916cd43dd8448eb211c80319c");
  * ```
  */
 export function extractTraceContext(headers: HeaderCarrier | undefined): Context {
@@ -728,6 +734,7 @@ export interface WithSpanOptions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { createTelemetry, startClientSpan, withSpan } from "@homelab/handler-base/telemetry";
  *
  * const { tracer } = createTelemetry({ serviceName: "chat-handler" });
@@ -738,7 +745,7 @@ export interface WithSpanOptions {
  *   return "42";
  * });
  * span.end();
- * console.log(answer); // "42"
+ * assert.equal(answer, "42");
  * ```
  */
 export function withSpan<T>(span: Span, fn: () => T, options?: WithSpanOptions): T {

@@ -22,7 +22,7 @@ import {
   startFakeMilvus,
   startFakeReranker,
   startFakeXtts,
-} from "../handler_base/testing/fake_backends.ts";
+} from "../handler_base/testing/mod.ts";
 import { startNatsServer } from "../handler_base/testing/nats_server.ts";
 import { freePort } from "../handler_base/testing/ports.ts";
 

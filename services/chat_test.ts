@@ -10,8 +10,9 @@ import {
   GreetingResponseSchema,
 } from "@homelab/handler-base/messages";
 import { ensureStreams } from "@homelab/handler-base/jetstream";
-import { connectNats, type Msg, type NatsConnection } from "@homelab/handler-base/natsutil";
+import { connectNats } from "@homelab/handler-base/natsutil";
 import {
+  collect,
   type NatsServer,
   runEntryToExit,
   startFakeEmbeddings,
@@ -24,35 +25,6 @@ import {
 } from "@homelab/handler-base/testing";
 
 const ROOT = new URL("../", import.meta.url).pathname;
-
-/** Collects the messages of a subject; `until` waits (with a guard) for a condition on them. */
-function collect(nc: NatsConnection, subject: string) {
-  const msgs: Msg[] = [];
-  let notify = () => {};
-  const sub = nc.subscribe(subject, {
-    callback: (_, msg) => {
-      msgs.push(msg);
-      notify();
-    },
-  });
-  return {
-    msgs,
-    async until(done: (msgs: Msg[]) => boolean): Promise<Msg[]> {
-      const deadline = Date.now() + 20_000;
-      while (!done(msgs)) {
-        if (Date.now() > deadline) throw new Error(`Timed out collecting ${subject}`);
-        let timer: ReturnType<typeof setTimeout> | undefined;
-        await new Promise<void>((resolve) => {
-          notify = resolve;
-          timer = setTimeout(resolve, 1000);
-        });
-        clearTimeout(timer);
-      }
-      return msgs;
-    },
-    close: () => sub.unsubscribe(),
-  };
-}
 
 /** Runs the real entry file with nothing but its permission set, until it serves. */
 function startChatHandler(server: NatsServer, env: Record<string, string>) {
@@ -151,9 +123,11 @@ Deno.test("services/chat.ts with CONSUME_MODE=jetstream answers what COMPANIONS_
   await using server = await startNatsServer({ jetstream: true });
   await using llm = startFakeLlm({ reply: "From the stream." });
   const client = await connectNats({ servers: server.url, name: "client" });
-  const responses = collect(client, "ai.chat.response.>");
-  const greetings = collect(client, "ai.chat.user.*.greeting.response");
-  const subjects = () => responses.msgs.map((m) => m.subject);
+  const responses = collect(client, "ai.chat.response.*", ChatResponseSchema);
+  const chunks = collect(client, "ai.chat.response.stream.*", ChatStreamChunkSchema);
+  const greetings = collect(client, "ai.chat.user.*.greeting.response", GreetingResponseSchema);
+  const answered = (id: string) => (all: { subject: string }[]) =>
+    all.some((m) => m.subject === `ai.chat.response.${id}`);
   let service: Awaited<ReturnType<typeof startChatHandler>> | undefined;
   try {
     await ensureStreams(client, { only: ["COMPANIONS_CHAT"] });
@@ -174,13 +148,13 @@ Deno.test("services/chat.ts with CONSUME_MODE=jetstream answers what COMPANIONS_
       ENSURE_STREAMS: "true",
       CHAT_STREAM_MIN_INTERVAL_MS: "0",
     });
-    await responses.until(() => subjects().includes("ai.chat.response.early"));
-    const early = responses.msgs.find((m) => m.subject === "ai.chat.response.early")!;
-    assert.equal(decode(ChatResponseSchema, early.data).response, "From the stream.");
-    assert.equal(decode(ChatResponseSchema, early.data).userId, "u1");
-    const [greeting] = await greetings.until((m) => m.length === 1);
+    const early = (await responses.until(answered("early"), { timeoutMs: 20_000 }))
+      .find((m) => m.subject === "ai.chat.response.early")!;
+    assert.equal(early.response, "From the stream.");
+    assert.equal(early.userId, "u1");
+    const [greeting] = await greetings.until((m) => m.length === 1, { timeoutMs: 20_000 });
     assert.equal(greeting!.subject, "ai.chat.user.u1.greeting.response");
-    assert.equal(decode(GreetingResponseSchema, greeting!.data).greeting, "From the stream.");
+    assert.equal(greeting!.greeting, "From the stream.");
 
     // A request on a stored subject is answered by the stream's ack; the
     // answer arrives on the per-id subjects.
@@ -190,14 +164,15 @@ Deno.test("services/chat.ts with CONSUME_MODE=jetstream answers what COMPANIONS_
       { timeout: 20_000 },
     );
     assert.equal(JSON.parse(new TextDecoder().decode(ack.data)).stream, "COMPANIONS_CHAT");
-    await responses.until(() => subjects().includes("ai.chat.response.live"));
-    const live = responses.msgs.filter((m) => m.subject.endsWith(".live"));
-    assert.deepEqual(live.map((m) => m.subject).slice(-2), [
-      "ai.chat.response.stream.live",
-      "ai.chat.response.live",
-    ]);
-    const chunks = live.slice(0, -1).map((m) => decode(ChatStreamChunkSchema, m.data));
-    assert.equal(chunks.map((c) => c.content).join(""), "From the stream.");
+    // Both collectors see messages in arrival order on one connection: when
+    // the response is in, so is every chunk before it, the last one done.
+    let chunksBefore: ChatStreamChunk[] = [];
+    await responses.until((all) => {
+      chunksBefore = chunks.messages.filter((c) => c.subject === "ai.chat.response.stream.live");
+      return answered("live")(all);
+    }, { timeoutMs: 20_000 });
+    assert.equal(chunksBefore.at(-1)?.done, true);
+    assert.equal(chunksBefore.map((c) => c.content).join(""), "From the stream.");
 
     // ai.chat.request is in no stream: still request-reply from the service.
     const reply = await client.request(
@@ -210,6 +185,7 @@ Deno.test("services/chat.ts with CONSUME_MODE=jetstream answers what COMPANIONS_
     assert.ok(log.includes("jetstream_endpoints"), log);
   } finally {
     responses.close();
+    chunks.close();
     greetings.close();
     await client.close();
     if (service) {

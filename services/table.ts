@@ -8,9 +8,10 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { SERVICES } from "./table.ts";
  *
- * console.log(SERVICES.map((s) => s.name).includes("tts-module")); // true
+ * assert.equal(SERVICES.map((s) => s.name).includes("tts-module"), true);
  * ```
  *
  * @module
@@ -178,9 +179,10 @@ export const SERVICES: readonly ServiceEntry[] = [
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { permissionFlag, SERVICES } from "./table.ts";
  *
- * console.log(permissionFlag(SERVICES[0]!)); // "-P=chat-handler"
+ * assert.equal(permissionFlag(SERVICES[0]!), "-P=chat-handler");
  * ```
  */
 export function permissionFlag(entry: ServiceEntry): string {

@@ -54,9 +54,11 @@ export type ExitCode = typeof EXIT_CODES[keyof typeof EXIT_CODES];
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { CliError, EXIT_CODES } from "./exit_codes.ts";
  *
- * throw new CliError(EXIT_CODES.localError, "Cannot write out.wav: permission denied");
+ * const error = new CliError(EXIT_CODES.localError, "Cannot write out.wav: permission denied");
+ * assert.equal(error.code, EXIT_CODES.localError);
  * ```
  */
 export class CliError extends Error {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { BackendUnavailableError } from "../errors.ts";
-import { startFakeHttpServer } from "../testing/fake_backends.ts";
+import { startFakeHttpServer } from "../testing/fake_http.ts";
 import { closedPortUrl } from "../testing/ports.ts";
 import { CircuitBreaker, CircuitBreakers } from "./circuit_breaker.ts";
 import { createHttpClient } from "./http.ts";

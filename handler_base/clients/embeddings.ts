@@ -9,11 +9,16 @@
  * Requires `--allow-net` to the embeddings host.
  *
  * @example Embed a query
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { createEmbeddingsClient } from "@homelab/handler-base/clients/embeddings";
+ * import { startFakeEmbeddings } from "@homelab/handler-base/testing";
  *
- * const embeddings = createEmbeddingsClient({ baseUrl: "http://embeddings:8000", model: "bge-large" });
+ * await using server = startFakeEmbeddings({ dimensions: 4 }); // stands in for the embeddings server
+ * const embeddings = createEmbeddingsClient({ baseUrl: server.url, model: "bge-large" });
  * const vector = await embeddings.embedOne("What is NATS?");
+ * assert.equal(vector.length, 4);
+ * assert.equal((server.requests[0]?.json as { model: string }).model, "bge-large");
  * ```
  *
  * @module
@@ -94,11 +99,15 @@ const BACKEND = "embeddings";
  * @throws {RangeError} When `batchSize` is not a positive integer.
  *
  * @example Embed documents in batches of 16
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { createEmbeddingsClient } from "@homelab/handler-base/clients/embeddings";
+ * import { startFakeEmbeddings } from "@homelab/handler-base/testing";
  *
- * const embeddings = createEmbeddingsClient({ baseUrl: "http://embeddings:8000", batchSize: 16 });
+ * await using server = startFakeEmbeddings();
+ * const embeddings = createEmbeddingsClient({ baseUrl: server.url, batchSize: 16 });
  * const vectors = await embeddings.embed(["first", "second"], { signal: AbortSignal.timeout(5000) });
+ * assert.deepEqual(vectors, [server.vectorOf("first"), server.vectorOf("second")]);
  * ```
  */
 export function createEmbeddingsClient(options: EmbeddingsClientOptions): EmbeddingsClient {
@@ -183,11 +192,12 @@ export type EmbeddingsConfigSpec = {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { loadConfig } from "@homelab/handler-base/config";
  * import { embeddingsConfigSpec } from "@homelab/handler-base/clients/embeddings";
  *
  * const config = loadConfig(embeddingsConfigSpec, {});
- * console.log(config.embeddingsUrl); // "http://embeddings-predictor.ai-ml.svc.cluster.local"
+ * assert.equal(config.embeddingsUrl, "http://embeddings-predictor.ai-ml.svc.cluster.local");
  * ```
  */
 export const embeddingsConfigSpec: EmbeddingsConfigSpec = Object.freeze({
@@ -208,6 +218,7 @@ export const embeddingsConfigSpec: EmbeddingsConfigSpec = Object.freeze({
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { loadConfig } from "@homelab/handler-base/config";
  * import {
  *   embeddingsClientFromConfig,
@@ -215,7 +226,7 @@ export const embeddingsConfigSpec: EmbeddingsConfigSpec = Object.freeze({
  * } from "@homelab/handler-base/clients/embeddings";
  *
  * const embeddings = embeddingsClientFromConfig(loadConfig(embeddingsConfigSpec, {}));
- * console.log(typeof embeddings.embed); // "function"
+ * assert.equal(typeof embeddings.embed, "function");
  * ```
  */
 export function embeddingsClientFromConfig(

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { BackendError, InvalidResponseError, TimeoutError } from "../errors.ts";
-import { startFakeEmbeddings } from "../testing/fake_backends.ts";
+import { startFakeEmbeddings } from "../testing/fake_embeddings.ts";
 import { createEmbeddingsClient, type EmbeddingsClientOptions } from "./embeddings.ts";
+import { deadline } from "../async.ts";
 
 function embeddings(url: string, options: Partial<EmbeddingsClientOptions> = {}) {
   return createEmbeddingsClient({ baseUrl: url, sleep: () => Promise.resolve(), ...options });
@@ -93,8 +94,8 @@ Deno.test("EmbeddingsClient times out and honours the caller's abort", async () 
   await assert.rejects(embeddings(fake.url, { timeoutMs: 200 }).embed(["a"]), TimeoutError);
   const controller = new AbortController();
   const call = embeddings(fake.url).embed(["a"], { signal: controller.signal });
-  await fake.nextRequest();
-  await fake.nextRequest();
+  await deadline(fake.nextRequest(), 10_000, { what: "the request" });
+  await deadline(fake.nextRequest(), 10_000, { what: "the request" });
   const reason = new Error("cancelled");
   controller.abort(reason);
   assert.equal(await call.catch((e) => e), reason);

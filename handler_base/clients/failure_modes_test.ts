@@ -13,7 +13,7 @@ import {
   startFakeReranker,
   startFakeWhisper,
   startFakeXtts,
-} from "../testing/fake_backends.ts";
+} from "../testing/mod.ts";
 import type { ClientOptions } from "./http.ts";
 import { createEmbeddingsClient } from "./embeddings.ts";
 import { createLlmClient } from "./llm.ts";
@@ -21,6 +21,7 @@ import { createMilvusClient } from "./milvus.ts";
 import { createRerankerClient } from "./reranker.ts";
 import { createSttClient } from "./stt.ts";
 import { createTtsClient } from "./tts.ts";
+import { deadline } from "../async.ts";
 
 type Call = (options: ClientOptions, signal?: AbortSignal) => Promise<unknown>;
 
@@ -99,17 +100,17 @@ for (const { name, start, call } of CLIENTS) {
     await using fake = start();
     fake.hangNext(2);
     const timedOut = call(options(fake, { timeoutMs: 200 }));
-    const first = await fake.nextRequest();
+    const first = await deadline(fake.nextRequest(), 10_000, { what: "the request" });
     await assert.rejects(timedOut, TimeoutError);
-    await first.disconnected;
+    await deadline(first.disconnected, 10_000, { what: "the client to close the request" });
 
     const controller = new AbortController();
     const cancelled = call(options(fake), controller.signal);
-    const second = await fake.nextRequest();
+    const second = await deadline(fake.nextRequest(), 10_000, { what: "the request" });
     const reason = new Error("caller gave up");
     controller.abort(reason);
     assert.equal(await cancelled.catch((e) => e), reason);
-    await second.disconnected;
+    await deadline(second.disconnected, 10_000, { what: "the client to close the request" });
   });
 
   if (!name.endsWith("stream")) {

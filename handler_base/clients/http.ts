@@ -34,11 +34,17 @@
  * Requires `--allow-net` to the backends' hosts.
  *
  * @example Call a JSON endpoint
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { createHttpClient } from "@homelab/handler-base/clients/http";
+ * import { startFakeHttpServer } from "@homelab/handler-base/testing";
  *
- * const http = createHttpClient("embeddings", { baseUrl: "http://embeddings:8000", timeoutMs: 5000 });
+ * await using server = startFakeHttpServer((request) => Response.json({ echo: request.json }));
+ * server.failNext(503); // an idempotent call is retried
+ * const http = createHttpClient("embeddings", { baseUrl: server.url, timeoutMs: 5000 });
  * const body = await http.json("/v1/embeddings", { json: { input: ["hi"] }, idempotent: true });
+ * assert.deepEqual(body, { echo: { input: ["hi"] } });
+ * assert.equal(server.requests.length, 2);
  * ```
  *
  * @module
@@ -274,15 +280,25 @@ const UNAVAILABLE_STATUSES: ReadonlySet<number> = new Set([429, 502, 503, 504]);
  * @throws {TypeError} When `baseUrl` is not an absolute URL.
  *
  * @example Retry a GET without really waiting
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { createHttpClient } from "@homelab/handler-base/clients/http";
+ * import { startFakeHttpServer } from "@homelab/handler-base/testing";
  *
+ * await using server = startFakeHttpServer(() => Response.json({ "Ana Florence": {} }));
+ * server.failNext(502, { times: 3 });
+ * const delays: number[] = [];
  * const http = createHttpClient("tts", {
- *   baseUrl: "http://tts:8000",
+ *   baseUrl: server.url,
  *   retries: 3,
- *   sleep: () => Promise.resolve(),
+ *   sleep: (ms) => {
+ *     delays.push(ms); // a test's sleep: no waiting
+ *     return Promise.resolve();
+ *   },
  * });
  * const speakers = await http.json("/studio_speakers", { signal: AbortSignal.timeout(10_000) });
+ * assert.deepEqual(Object.keys(speakers as object), ["Ana Florence"]);
+ * assert.equal(delays.length, 3);
  * ```
  */
 export function createHttpClient(backend: string, options: HttpClientOptions): HttpClient {
@@ -774,11 +790,12 @@ export interface ClientFromConfigOptions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { backendUrlVar } from "@homelab/handler-base/clients/http";
  * import { loadConfig } from "@homelab/handler-base/config";
  *
  * const config = loadConfig({ url: backendUrlVar("DEMO_URL", "http://demo:8000") }, {});
- * console.log(config.url); // "http://demo:8000"
+ * assert.equal(config.url, "http://demo:8000");
  * ```
  */
 export function backendUrlVar(name: string, defaultUrl: string): VarSpec<string> {

@@ -6,9 +6,10 @@ import {
   TimeoutError,
 } from "../errors.ts";
 import { createLogger } from "../log.ts";
-import { startFakeHttpServer } from "../testing/fake_backends.ts";
+import { startFakeHttpServer } from "../testing/fake_http.ts";
 import { closedPortUrl } from "../testing/ports.ts";
 import { createHttpClient, type HttpClientOptions } from "./http.ts";
+import { deadline } from "../async.ts";
 
 /** A sleep that records the delays and returns at once. */
 function instantSleep(delays: number[]) {
@@ -153,11 +154,11 @@ Deno.test("HttpClient times out a call the backend never answers, and closes the
   await using fake = startFakeHttpServer(() => Response.json({}));
   fake.hangNext();
   const call = client(fake.url, { timeoutMs: 200 }).json("/slow");
-  const request = await fake.nextRequest();
+  const request = await deadline(fake.nextRequest(), 10_000, { what: "the request" });
   const error = await call.catch((e) => e);
   assert.ok(error instanceof TimeoutError);
   assert.equal(error.message, 'Backend "demo" did not answer within 200 ms');
-  await request.disconnected;
+  await deadline(request.disconnected, 10_000, { what: "the client to close the request" });
 });
 
 Deno.test("HttpClient times out a backend that never sends its response head", async () => {
@@ -174,11 +175,11 @@ Deno.test("HttpClient rejects with the caller's reason when the caller aborts, a
   fake.hangNext();
   const controller = new AbortController();
   const call = client(fake.url, { timeoutMs: 60_000 }).json("/slow", { signal: controller.signal });
-  const request = await fake.nextRequest();
+  const request = await deadline(fake.nextRequest(), 10_000, { what: "the request" });
   const reason = new Error("user went away");
   controller.abort(reason);
   assert.equal(await call.catch((e) => e), reason);
-  await request.disconnected;
+  await deadline(request.disconnected, 10_000, { what: "the client to close the request" });
 });
 
 Deno.test("HttpClient lets the caller's abort win over its own timeout and skips the request", async () => {
@@ -355,8 +356,14 @@ Deno.test("HttpClient.stream() closes the request when the loop breaks early", a
       }),
     )
   );
-  for await (const _ of await client(fake.url).stream("/s")) break;
-  await cancelled.promise;
+  const chunks: Uint8Array[] = [];
+  for await (const chunk of await client(fake.url).stream("/s")) {
+    chunks.push(chunk);
+    break;
+  }
+  assert.equal(chunks.length, 1);
+  // The backend's body is cancelled only when the client closes the request.
+  await deadline(cancelled.promise, 10_000, { what: "the backend's body to be cancelled" });
 });
 
 Deno.test("HttpClient.stream() closes the request when disposed before iteration", async () => {
@@ -373,10 +380,14 @@ Deno.test("HttpClient.stream() closes the request when disposed before iteration
       }),
     )
   );
+  let status = 0;
   {
-    await using _stream = await client(fake.url).stream("/s");
+    await using stream = await client(fake.url).stream("/s");
+    status = stream.status;
   }
-  await cancelled.promise;
+  assert.equal(status, 200);
+  // The backend's body is cancelled only when the client closes the request.
+  await deadline(cancelled.promise, 10_000, { what: "the backend's body to be cancelled" });
 });
 
 Deno.test("HttpClient.stream() retries before the head arrives but reports errors after", async () => {

@@ -16,13 +16,18 @@
  * Requires `--allow-net` to the LLM host.
  *
  * @example Stream an answer
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { createLlmClient } from "@homelab/handler-base/clients/llm";
+ * import { startFakeLlm } from "@homelab/handler-base/testing";
  *
- * const llm = createLlmClient({ baseUrl: "http://llm-draft:8000", model: "qwen" });
+ * await using server = startFakeLlm({ reply: "Hello there!" }); // stands in for vLLM
+ * const llm = createLlmClient({ baseUrl: server.url, model: "qwen" });
  * const stream = llm.stream([{ role: "user", content: "Hi" }]);
- * for await (const delta of stream) console.log(delta);
- * console.log(stream.finishReason); // "stop"
+ * const deltas: string[] = [];
+ * for await (const delta of stream) deltas.push(delta);
+ * assert.deepEqual(deltas, ["Hello ", "there!"]);
+ * assert.equal(stream.finishReason, "stop");
  * ```
  *
  * @module
@@ -177,14 +182,18 @@ const PATH = "/v1/chat/completions";
  * @throws {TypeError} When `baseUrl` is not an absolute URL.
  *
  * @example Generate a greeting with the premium model
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { createLlmClient } from "@homelab/handler-base/clients/llm";
+ * import { startFakeLlm } from "@homelab/handler-base/testing";
  *
- * const llm = createLlmClient({ baseUrl: "http://llm:8000", model: "small", premiumModel: "large" });
- * const { text, finishReason } = await llm.generate(
+ * await using server = startFakeLlm({ reply: "Hello, Ada!" });
+ * const llm = createLlmClient({ baseUrl: server.url, model: "small", premiumModel: "large" });
+ * const { text, finishReason, model } = await llm.generate(
  *   [{ role: "user", content: "Greet Ada in one sentence." }],
  *   { premium: true, maxTokens: 60 },
  * );
+ * assert.deepEqual([text, finishReason, model], ["Hello, Ada!", "stop", "large"]);
  * ```
  */
 export function createLlmClient(options: LlmClientOptions): LlmClient {
@@ -354,13 +363,14 @@ export type LlmConfigSpec = {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { loadConfig } from "@homelab/handler-base/config";
  * import { llmClientFromConfig, llmConfigSpec } from "@homelab/handler-base/clients/llm";
  *
  * const config = loadConfig(llmConfigSpec, { LLM_MODEL: "qwen" });
- * console.log(config.vllmUrl, config.llmMaxTokens); // "http://llm-draft.ai-ml.svc.cluster.local:8000" 1024
+ * assert.deepEqual([config.vllmUrl, config.llmMaxTokens], ["http://llm-draft.ai-ml.svc.cluster.local:8000", 1024]);
  * const llm = llmClientFromConfig(config);
- * console.log(typeof llm.generate); // "function"
+ * assert.equal(typeof llm.generate, "function");
  * ```
  */
 export const llmConfigSpec: LlmConfigSpec = Object.freeze({
@@ -380,11 +390,12 @@ export const llmConfigSpec: LlmConfigSpec = Object.freeze({
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { loadConfig } from "@homelab/handler-base/config";
  * import { llmClientFromConfig, llmConfigSpec } from "@homelab/handler-base/clients/llm";
  *
  * const llm = llmClientFromConfig(loadConfig(llmConfigSpec, {}));
- * console.log(typeof llm.stream); // "function"
+ * assert.equal(typeof llm.stream, "function");
  * ```
  */
 export function llmClientFromConfig(

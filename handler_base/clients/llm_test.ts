@@ -6,8 +6,9 @@ import {
   InvalidResponseError,
   TimeoutError,
 } from "../errors.ts";
-import { startFakeLlm } from "../testing/fake_backends.ts";
+import { startFakeLlm } from "../testing/fake_llm.ts";
 import { type ChatMessage, createLlmClient, type LlmClientOptions } from "./llm.ts";
+import { deadline } from "../async.ts";
 
 const recorded = await Deno.readFile(new URL("./testdata/chat_stream.sse", import.meta.url));
 const RECORDED_TEXT = "Grüße aus Köln 👋! 日本語 ok\n\nÜnïcödé end.";
@@ -115,9 +116,9 @@ Deno.test("LlmClient.generate() times out and closes the request", async () => {
   await using fake = startFakeLlm();
   fake.hangNext();
   const call = llm(fake.url, { timeoutMs: 200 }).generate(messages);
-  const request = await fake.nextRequest();
+  const request = await deadline(fake.nextRequest(), 10_000, { what: "the request" });
   await assert.rejects(call, TimeoutError);
-  await request.disconnected;
+  await deadline(request.disconnected, 10_000, { what: "the client to close the request" });
 });
 
 Deno.test("LlmClient.stream() yields the deltas, then exposes finish reason and model", async () => {
@@ -248,7 +249,9 @@ Deno.test("LlmClient.stream() closes the request when the caller stops early or 
   });
   // Leaving the loop early.
   for await (const _ of llm(fake.url).stream(messages)) break;
-  await fake.requests[0]!.disconnected;
+  await deadline(fake.requests[0]!.disconnected, 10_000, {
+    what: "the client to close the request",
+  });
 
   // The caller's signal, mid-stream: its reason wins.
   const controller = new AbortController();
@@ -258,14 +261,18 @@ Deno.test("LlmClient.stream() closes the request when the caller stops early or 
     for await (const delta of stream) if (delta === "a") controller.abort(reason);
   })().catch((e) => e);
   assert.equal(error, reason);
-  await fake.requests[1]!.disconnected;
+  await deadline(fake.requests[1]!.disconnected, 10_000, {
+    what: "the client to close the request",
+  });
 
   // Disposal of a stream that is waiting for its next delta.
   const idle = llm(fake.url).stream(messages);
   const iterator = idle[Symbol.asyncIterator]();
   assert.equal((await iterator.next()).value, "a");
   await idle[Symbol.asyncDispose]();
-  await fake.requests[2]!.disconnected;
+  await deadline(fake.requests[2]!.disconnected, 10_000, {
+    what: "the client to close the request",
+  });
   gate.resolve();
 });
 

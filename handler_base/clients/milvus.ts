@@ -12,12 +12,18 @@
  * Requires `--allow-net` to the Milvus host.
  *
  * @example Search the knowledge base
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { createMilvusClient } from "@homelab/handler-base/clients/milvus";
+ * import { startFakeMilvus } from "@homelab/handler-base/testing";
  *
- * const milvus = createMilvusClient({ baseUrl: "http://milvus:19530", token: "root:Milvus" });
- * const hits = await milvus.search([0.1, 0.2, 0.3], { limit: 5 });
- * for (const hit of hits) console.log(hit.score, hit.text);
+ * await using server = startFakeMilvus({ token: "root:Milvus" }); // stands in for Milvus
+ * const milvus = createMilvusClient({ baseUrl: server.url, token: "root:Milvus" });
+ * const hits = await milvus.search([0.1, 0.2, 0.3], { limit: 2 });
+ * assert.deepEqual(hits.map((hit) => [hit.score, hit.text]), [
+ *   [0.9, "NATS is a messaging system."],
+ *   [0.8, "JetStream adds persistence to NATS."],
+ * ]);
  * ```
  *
  * @module
@@ -152,12 +158,18 @@ const BACKEND = "milvus";
  * @throws {TypeError} When `baseUrl` is not an absolute URL.
  *
  * @example An L2 index: hits are still sorted by a higher-is-better score
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { createMilvusClient } from "@homelab/handler-base/clients/milvus";
+ * import { startFakeMilvus } from "@homelab/handler-base/testing";
  *
- * const milvus = createMilvusClient({ baseUrl: "http://milvus:19530", metricType: "L2" });
+ * await using server = startFakeMilvus({
+ *   hits: [{ text: "far", distance: 0.9 }, { text: "near", distance: 0.2 }],
+ * });
+ * const milvus = createMilvusClient({ baseUrl: server.url, metricType: "L2" });
  * const [best] = await milvus.search([0.5, 0.5], { collection: "docs", limit: 3 });
- * console.log(milvus.higherIsBetter, best?.distance, best?.score); // false 0.2 0.833…
+ * assert.deepEqual([milvus.higherIsBetter, best?.text, best?.distance], [false, "near", 0.2]);
+ * assert.equal(best?.score.toFixed(3), "0.833"); // 1 / (1 + 0.2)
  * ```
  */
 export function createMilvusClient(options: MilvusClientOptions): MilvusClient {
@@ -245,11 +257,12 @@ export type MilvusConfigSpec = {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { loadConfig } from "@homelab/handler-base/config";
  * import { milvusConfigSpec } from "@homelab/handler-base/clients/milvus";
  *
  * const config = loadConfig(milvusConfigSpec, {});
- * console.log(config.milvusPort, config.collection); // 19530 "knowledge_base"
+ * assert.deepEqual([config.milvusPort, config.collection], [19530, "knowledge_base"]);
  * ```
  */
 export const milvusConfigSpec: MilvusConfigSpec = Object.freeze({
@@ -270,10 +283,11 @@ export const milvusConfigSpec: MilvusConfigSpec = Object.freeze({
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { milvusBaseUrl } from "@homelab/handler-base/clients/milvus";
  *
- * console.log(milvusBaseUrl("127.0.0.1", 19530)); // "http://127.0.0.1:19530"
- * console.log(milvusBaseUrl("https://milvus.example.com", 443)); // "https://milvus.example.com"
+ * assert.equal(milvusBaseUrl("127.0.0.1", 19530), "http://127.0.0.1:19530");
+ * assert.equal(milvusBaseUrl("https://milvus.example.com", 443), "https://milvus.example.com");
  * ```
  */
 export function milvusBaseUrl(host: string, port: number): string {
@@ -291,11 +305,12 @@ export function milvusBaseUrl(host: string, port: number): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { loadConfig } from "@homelab/handler-base/config";
  * import { milvusClientFromConfig, milvusConfigSpec } from "@homelab/handler-base/clients/milvus";
  *
  * const milvus = milvusClientFromConfig(loadConfig(milvusConfigSpec, {}));
- * console.log(typeof milvus.search); // "function"
+ * assert.equal(typeof milvus.search, "function");
  * ```
  */
 export function milvusClientFromConfig(

@@ -5,7 +5,7 @@ import {
   InvalidResponseError,
   TimeoutError,
 } from "../errors.ts";
-import { startFakeMilvus } from "../testing/fake_backends.ts";
+import { startFakeMilvus } from "../testing/fake_milvus.ts";
 import { createMilvusClient, type MilvusClientOptions } from "./milvus.ts";
 
 function milvus(url: string, options: Partial<MilvusClientOptions> = {}) {

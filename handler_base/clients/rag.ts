@@ -12,18 +12,33 @@
  * Requires `--allow-net` to the embeddings, Milvus and reranker hosts.
  *
  * @example Retrieve context for a question
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { createEmbeddingsClient } from "@homelab/handler-base/clients/embeddings";
  * import { createMilvusClient } from "@homelab/handler-base/clients/milvus";
  * import { createRerankerClient } from "@homelab/handler-base/clients/reranker";
  * import { retrieve } from "@homelab/handler-base/clients/rag";
+ * import {
+ *   startFakeEmbeddings,
+ *   startFakeMilvus,
+ *   startFakeReranker,
+ * } from "@homelab/handler-base/testing";
  *
+ * await using embeddingsServer = startFakeEmbeddings();
+ * await using milvusServer = startFakeMilvus(); // three documents about NATS and Milvus
+ * await using rerankerServer = startFakeReranker();
  * const clients = {
- *   embeddings: createEmbeddingsClient({ baseUrl: "http://embeddings:8000" }),
- *   milvus: createMilvusClient({ baseUrl: "http://milvus:19530" }),
- *   reranker: createRerankerClient({ baseUrl: "http://reranker:8000" }),
+ *   embeddings: createEmbeddingsClient({ baseUrl: embeddingsServer.url }),
+ *   milvus: createMilvusClient({ baseUrl: milvusServer.url }),
+ *   reranker: createRerankerClient({ baseUrl: rerankerServer.url }),
  * };
- * const { context, sources } = await retrieve("What is NATS?", clients, { topK: 5, rerank: true });
+ * const { context, sources } = await retrieve("What is Milvus?", clients, {
+ *   topK: 5,
+ *   keep: 2,
+ *   rerank: true,
+ * });
+ * assert.equal(sources[0]?.text, "Milvus is a vector database.");
+ * assert.ok(context.startsWith("[1] Milvus is a vector database.\n\n[2] "));
  * ```
  *
  * @module
@@ -129,12 +144,21 @@ export interface Retrieval {
  * @throws {BackendUnavailableError | BackendError | InvalidResponseError | TimeoutError} When a step fails.
  *
  * @example Without reranking
- * ```ts ignore
- * import { retrieve, type RagClients } from "@homelab/handler-base/clients/rag";
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createEmbeddingsClient } from "@homelab/handler-base/clients/embeddings";
+ * import { createMilvusClient } from "@homelab/handler-base/clients/milvus";
+ * import { retrieve } from "@homelab/handler-base/clients/rag";
+ * import { startFakeEmbeddings, startFakeMilvus } from "@homelab/handler-base/testing";
  *
- * declare const clients: RagClients;
+ * await using embeddingsServer = startFakeEmbeddings();
+ * await using milvusServer = startFakeMilvus();
+ * const clients = {
+ *   embeddings: createEmbeddingsClient({ baseUrl: embeddingsServer.url }),
+ *   milvus: createMilvusClient({ baseUrl: milvusServer.url }),
+ * };
  * const { sources } = await retrieve("How do I reset my password?", clients, { topK: 3 });
- * console.log(sources.map((s) => s.score));
+ * assert.deepEqual(sources.map((s) => s.score), [0.9, 0.8, 0.7]); // Milvus's, in its order
  * ```
  */
 export async function retrieve(
@@ -230,10 +254,11 @@ export type RagConfigSpec = EmbeddingsConfigSpec & MilvusConfigSpec & RerankerCo
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { configVarNames } from "@homelab/handler-base/config";
  * import { ragConfigSpec } from "@homelab/handler-base/clients/rag";
  *
- * console.log(configVarNames(ragConfigSpec).includes("COLLECTION_NAME")); // true
+ * assert.equal(configVarNames(ragConfigSpec).includes("COLLECTION_NAME"), true);
  * ```
  */
 export const ragConfigSpec: RagConfigSpec = Object.freeze({
@@ -251,11 +276,12 @@ export const ragConfigSpec: RagConfigSpec = Object.freeze({
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { loadConfig } from "@homelab/handler-base/config";
  * import { ragClientsFromConfig, ragConfigSpec } from "@homelab/handler-base/clients/rag";
  *
  * const clients = ragClientsFromConfig(loadConfig(ragConfigSpec, {}));
- * console.log(Object.keys(clients).join(",")); // "embeddings,milvus,reranker"
+ * assert.equal(Object.keys(clients).join(","), "embeddings,milvus,reranker");
  * ```
  */
 export function ragClientsFromConfig(

@@ -10,15 +10,12 @@ import {
   type TracerProvider,
 } from "@opentelemetry/api";
 import { BackendUnavailableError, InvalidArgumentError } from "../errors.ts";
-import {
-  startFakeEmbeddings,
-  startFakeMilvus,
-  startFakeReranker,
-} from "../testing/fake_backends.ts";
+import { startFakeEmbeddings, startFakeMilvus, startFakeReranker } from "../testing/mod.ts";
 import { createEmbeddingsClient } from "./embeddings.ts";
 import { createMilvusClient } from "./milvus.ts";
 import { type RagClients, retrieve } from "./rag.ts";
 import { createRerankerClient } from "./reranker.ts";
+import { deadline } from "../async.ts";
 
 interface FinishedSpan {
   name: string;
@@ -213,11 +210,11 @@ Deno.test("retrieve() passes the caller's abort to every step", async () => {
   const call = retrieve("q", clients({ embeddings: embeddings.url, milvus: milvus.url }), {
     signal: controller.signal,
   });
-  const request = await milvus.nextRequest();
+  const request = await deadline(milvus.nextRequest(), 10_000, { what: "the request" });
   const reason = new Error("stop");
   controller.abort(reason);
   assert.equal(await call.catch((e) => e), reason);
-  await request.disconnected;
+  await deadline(request.disconnected, 10_000, { what: "the client to close the request" });
 });
 
 Deno.test("retrieve() rejects bad arguments before any request", async () => {

@@ -11,12 +11,16 @@
  * Requires `--allow-net` to the reranker host.
  *
  * @example Keep the best two documents
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { createRerankerClient } from "@homelab/handler-base/clients/reranker";
+ * import { startFakeReranker } from "@homelab/handler-base/testing";
  *
- * const reranker = createRerankerClient({ baseUrl: "http://reranker:8000" });
- * const best = await reranker.rerank("What is NATS?", ["A bus.", "A cake.", "A queue."], { topN: 2 });
- * console.log(best[0]?.index); // 0
+ * await using server = startFakeReranker(); // scores by the query's words found
+ * const reranker = createRerankerClient({ baseUrl: server.url });
+ * const documents = ["A cake.", "NATS is a bus.", "What is a queue?"];
+ * const best = await reranker.rerank("What is NATS?", documents, { topN: 2 });
+ * assert.deepEqual(best.map((r) => r.index), [1, 2]);
  * ```
  *
  * @module
@@ -106,11 +110,16 @@ const BACKEND = "reranker";
  * @throws {TypeError} When `baseUrl` is not an absolute URL.
  *
  * @example Talk to Hugging Face TEI
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { createRerankerClient } from "@homelab/handler-base/clients/reranker";
+ * import { startFakeReranker } from "@homelab/handler-base/testing";
  *
- * const reranker = createRerankerClient({ baseUrl: "http://tei:8080", api: "tei" });
- * const ranked = await reranker.rerank("query", ["a", "b"]);
+ * await using tei = startFakeReranker({ api: "tei" });
+ * const reranker = createRerankerClient({ baseUrl: tei.url, api: "tei" });
+ * const ranked = await reranker.rerank("query b", ["a", "b"]);
+ * assert.deepEqual(ranked.map((r) => r.index), [1, 0]);
+ * assert.deepEqual(tei.requests.map((r) => r.path), ["/rerank"]);
  * ```
  */
 export function createRerankerClient(options: RerankerClientOptions): RerankerClient {
@@ -214,10 +223,11 @@ export type RerankerConfigSpec = {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { loadConfig } from "@homelab/handler-base/config";
  * import { rerankerConfigSpec } from "@homelab/handler-base/clients/reranker";
  *
- * console.log(loadConfig(rerankerConfigSpec, {}).rerankerTimeoutMs); // 10000
+ * assert.equal(loadConfig(rerankerConfigSpec, {}).rerankerTimeoutMs, 10000);
  * ```
  */
 export const rerankerConfigSpec: RerankerConfigSpec = Object.freeze({
@@ -234,6 +244,7 @@ export const rerankerConfigSpec: RerankerConfigSpec = Object.freeze({
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { loadConfig } from "@homelab/handler-base/config";
  * import {
  *   rerankerClientFromConfig,
@@ -241,7 +252,7 @@ export const rerankerConfigSpec: RerankerConfigSpec = Object.freeze({
  * } from "@homelab/handler-base/clients/reranker";
  *
  * const reranker = rerankerClientFromConfig(loadConfig(rerankerConfigSpec, {}));
- * console.log(typeof reranker.rerank); // "function"
+ * assert.equal(typeof reranker.rerank, "function");
  * ```
  */
 export function rerankerClientFromConfig(

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { BackendError, InvalidResponseError } from "../errors.ts";
-import { startFakeReranker } from "../testing/fake_backends.ts";
+import { startFakeReranker } from "../testing/fake_reranker.ts";
 import { createRerankerClient, type RerankerClientOptions } from "./reranker.ts";
 
 const documents = ["Cakes are sweet.", "NATS is a message bus.", "A bus carries NATS messages."];

@@ -12,10 +12,13 @@
  *
  * @example Parse an OpenAI-style stream
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseSse } from "@homelab/handler-base/clients/sse";
  *
  * const body = ReadableStream.from(["data: {\"n\":1}\r\n\r\n: ping\n\ndata: [DONE]\n\n"]);
- * for await (const event of parseSse(body)) console.log(event.data); // {"n":1} then [DONE]
+ * const data = [];
+ * for await (const event of parseSse(body)) data.push(event.data);
+ * assert.deepEqual(data, ['{"n":1}', "[DONE]"]);
  * ```
  *
  * @module
@@ -171,12 +174,14 @@ class SseDecoder {
  *
  * @example Pipe a fetch body through it
  * ```ts
+ * import assert from "node:assert/strict";
  * import { SseParseStream } from "@homelab/handler-base/clients/sse";
  *
  * const bytes = new TextEncoder().encode("event: tick\ndata: 1\n\n");
  * const events = ReadableStream.from([bytes.subarray(0, 5), bytes.subarray(5)])
  *   .pipeThrough(new SseParseStream());
- * for await (const event of events) console.log(event.event, event.data); // tick 1
+ * const [tick] = await Array.fromAsync(events);
+ * assert.deepEqual([tick?.event, tick?.data], ["tick", "1"]);
  * ```
  */
 export class SseParseStream extends TransformStream<string | Uint8Array, SseEvent> {
@@ -209,11 +214,14 @@ export class SseParseStream extends TransformStream<string | Uint8Array, SseEven
  *
  * @example Several events in one read, one split in the middle of a character
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseSse } from "@homelab/handler-base/clients/sse";
  *
  * const bytes = new TextEncoder().encode("data: héllo\n\ndata: a\ndata: b\n\n");
  * const chunks = [bytes.subarray(0, 8), bytes.subarray(8)];
- * for await (const event of parseSse(chunks)) console.log(event.data); // héllo then "a\nb"
+ * const data = [];
+ * for await (const event of parseSse(chunks)) data.push(event.data);
+ * assert.deepEqual(data, ["héllo", "a\nb"]);
  * ```
  */
 export async function* parseSse(

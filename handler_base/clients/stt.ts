@@ -11,11 +11,16 @@
  * Requires `--allow-net` to the Whisper host.
  *
  * @example Transcribe one second of PCM
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { createSttClient } from "@homelab/handler-base/clients/stt";
+ * import { startFakeWhisper } from "@homelab/handler-base/testing";
  *
- * const stt = createSttClient({ baseUrl: "http://whisper:8000" });
+ * await using server = startFakeWhisper({ transcript: "hello world" }); // stands in for Whisper
+ * const stt = createSttClient({ baseUrl: server.url });
  * const { text } = await stt.transcribe(new Uint8Array(32000), { language: "en" });
+ * assert.equal(text, "hello world");
+ * assert.equal(server.requests[0]?.form?.get("language"), "en");
  * ```
  *
  * @module
@@ -108,11 +113,17 @@ const BACKEND = "stt";
  * @throws {TypeError} When `baseUrl` is not an absolute URL.
  *
  * @example Transcribe a WAV file
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { createSttClient } from "@homelab/handler-base/clients/stt";
+ * import { wrapPcmAsWav } from "@homelab/handler-base/clients/wav";
+ * import { startFakeWhisper } from "@homelab/handler-base/testing";
  *
- * const stt = createSttClient({ baseUrl: "http://whisper:8000", model: "large-v3", timeoutMs: 20000 });
- * const { text } = await stt.transcribe(await Deno.readFile("hello.wav"));
+ * await using server = startFakeWhisper({ transcript: ({ model }) => `heard by ${model}` });
+ * const stt = createSttClient({ baseUrl: server.url, model: "large-v3", timeoutMs: 20000 });
+ * const wav = wrapPcmAsWav(new Uint8Array(3200), { sampleRate: 16000 }); // or Deno.readFile("hello.wav")
+ * const { text } = await stt.transcribe(wav);
+ * assert.equal(text, "heard by large-v3");
  * ```
  */
 export function createSttClient(options: SttClientOptions): SttClient {
@@ -170,10 +181,11 @@ export type SttConfigSpec = {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { loadConfig } from "@homelab/handler-base/config";
  * import { sttConfigSpec } from "@homelab/handler-base/clients/stt";
  *
- * console.log(loadConfig(sttConfigSpec, {}).whisperUrl); // "http://whisper-predictor.ai-ml.svc.cluster.local"
+ * assert.equal(loadConfig(sttConfigSpec, {}).whisperUrl, "http://whisper-predictor.ai-ml.svc.cluster.local");
  * ```
  */
 export const sttConfigSpec: SttConfigSpec = Object.freeze({
@@ -191,11 +203,12 @@ export const sttConfigSpec: SttConfigSpec = Object.freeze({
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { loadConfig } from "@homelab/handler-base/config";
  * import { sttClientFromConfig, sttConfigSpec } from "@homelab/handler-base/clients/stt";
  *
  * const stt = sttClientFromConfig(loadConfig(sttConfigSpec, {}));
- * console.log(typeof stt.transcribe); // "function"
+ * assert.equal(typeof stt.transcribe, "function");
  * ```
  */
 export function sttClientFromConfig(

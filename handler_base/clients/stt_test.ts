@@ -5,7 +5,7 @@ import {
   InvalidResponseError,
   TimeoutError,
 } from "../errors.ts";
-import { startFakeWhisper } from "../testing/fake_backends.ts";
+import { startFakeWhisper } from "../testing/fake_whisper.ts";
 import { createSttClient, type SttClientOptions } from "./stt.ts";
 import { parseWav, wrapPcmAsWav } from "./wav.ts";
 

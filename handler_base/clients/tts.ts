@@ -21,12 +21,19 @@
  * Requires `--allow-net` to the TTS host.
  *
  * @example Stream speech as it is synthesized
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { createTtsClient } from "@homelab/handler-base/clients/tts";
+ * import { concatBytes, startFakeXtts } from "@homelab/handler-base/testing";
  *
- * const tts = createTtsClient({ baseUrl: "http://tts:8000" });
+ * await using server = startFakeXtts({ chunkBytes: 960 }); // stands in for XTTS
+ * const tts = createTtsClient({ baseUrl: server.url });
  * const stream = tts.synthesizeStream("Hello there.", { speaker: "Ana Florence", language: "en" });
- * for await (const pcm of stream) console.log(pcm.length, stream.format.sampleRate);
+ * const chunks: Uint8Array[] = [];
+ * for await (const pcm of stream) chunks.push(pcm); // play each as it comes
+ * assert.ok(chunks.length > 1);
+ * assert.equal(stream.format.sampleRate, 24000);
+ * assert.deepEqual(concatBytes(chunks), server.pcmFor("Hello there."));
  * ```
  *
  * @module
@@ -240,13 +247,19 @@ const PCM_24K: AudioFormat = {
  * @throws {TypeError} When `baseUrl` is not an absolute URL.
  *
  * @example Speak with a cloned voice
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { createTtsClient } from "@homelab/handler-base/clients/tts";
+ * import { isWav, wrapPcmAsWav } from "@homelab/handler-base/clients/wav";
+ * import { startFakeXtts } from "@homelab/handler-base/testing";
  *
- * const tts = createTtsClient({ baseUrl: "http://tts:8000", timeoutMs: 60000 });
- * const speaker = await tts.cloneSpeaker(await Deno.readFile("voices/ada/reference.wav"));
+ * await using server = startFakeXtts();
+ * const tts = createTtsClient({ baseUrl: server.url, timeoutMs: 60000 });
+ * const reference = wrapPcmAsWav(new Uint8Array(48000)); // or Deno.readFile("voices/ada/reference.wav")
+ * const speaker = await tts.cloneSpeaker(reference);
  * const { audio, format } = await tts.synthesize("Hello.", { speaker });
- * console.log(format.sampleRate); // 24000
+ * assert.ok(isWav(audio));
+ * assert.equal(format.sampleRate, 24000);
  * ```
  */
 export function createTtsClient(options: TtsClientOptions): TtsClient {
@@ -475,10 +488,11 @@ export type TtsConfigSpec = {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { loadConfig } from "@homelab/handler-base/config";
  * import { ttsConfigSpec } from "@homelab/handler-base/clients/tts";
  *
- * console.log(loadConfig(ttsConfigSpec, { TTS_API: "openai" }).ttsApi); // "openai"
+ * assert.equal(loadConfig(ttsConfigSpec, { TTS_API: "openai" }).ttsApi, "openai");
  * ```
  */
 export const ttsConfigSpec: TtsConfigSpec = Object.freeze({
@@ -506,11 +520,12 @@ export interface TtsClientFromConfigOptions extends ClientFromConfigOptions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { loadConfig } from "@homelab/handler-base/config";
  * import { ttsClientFromConfig, ttsConfigSpec } from "@homelab/handler-base/clients/tts";
  *
  * const tts = ttsClientFromConfig(loadConfig(ttsConfigSpec, {}));
- * console.log(tts.api); // "xtts"
+ * assert.equal(tts.api, "xtts");
  * ```
  */
 export function ttsClientFromConfig(

@@ -6,9 +6,11 @@ import {
   InvalidResponseError,
   TimeoutError,
 } from "../errors.ts";
-import { concatBytes, startFakeXtts } from "../testing/fake_backends.ts";
+import { concatBytes } from "../testing/fake_http.ts";
+import { startFakeXtts } from "../testing/fake_xtts.ts";
 import { createTtsClient, type TtsClientOptions } from "./tts.ts";
 import { parseWav, WAV_HEADER_BYTES, wrapPcmAsWav } from "./wav.ts";
+import { deadline } from "../async.ts";
 
 function tts(url: string, options: Partial<TtsClientOptions> = {}) {
   return createTtsClient({ baseUrl: url, sleep: () => Promise.resolve(), ...options });
@@ -166,7 +168,9 @@ Deno.test("TtsClient.synthesizeStream() closes the request when the caller abort
     }
   })().catch((e) => e);
   assert.equal(error, reason);
-  await fake.requests[0]!.disconnected;
+  await deadline(fake.requests[0]!.disconnected, 10_000, {
+    what: "the client to close the request",
+  });
 });
 
 Deno.test("TtsClient.cloneSpeaker() uploads the WAV as wav_file and returns latents", async () => {

@@ -7,11 +7,12 @@
  *
  * @example Wrap 16 kHz mono PCM and read it back
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseWav, wrapPcmAsWav } from "@homelab/handler-base/clients/wav";
  *
  * const wav = wrapPcmAsWav(new Uint8Array(3200), { sampleRate: 16000 });
  * const { format, data } = parseWav(wav);
- * console.log(wav.length, format.sampleRate, data.length); // 3244 16000 3200
+ * assert.deepEqual([wav.length, format.sampleRate, data.length], [3244, 16000, 3200]);
  * ```
  *
  * @module
@@ -112,10 +113,12 @@ function checkFormat(format: PcmFormat): void {
  *
  * @example Header of one second of 24 kHz mono 16-bit audio
  * ```ts
+ * import assert from "node:assert/strict";
  * import { wavHeader } from "@homelab/handler-base/clients/wav";
  *
  * const header = wavHeader(48000, { sampleRate: 24000 });
- * console.log(new TextDecoder().decode(header.subarray(0, 4))); // RIFF
+ * assert.equal(new TextDecoder().decode(header.subarray(0, 4)), "RIFF");
+ * assert.equal(header.length, 44);
  * ```
  */
 export function wavHeader(dataBytes: number, options: WavHeaderOptions = {}): Uint8Array {
@@ -159,10 +162,11 @@ export function wavHeader(dataBytes: number, options: WavHeaderOptions = {}): Ui
  *
  * @example The default is 16 kHz mono 16-bit, the platform's PCM format
  * ```ts
+ * import assert from "node:assert/strict";
  * import { wrapPcmAsWav } from "@homelab/handler-base/clients/wav";
  *
  * const wav = wrapPcmAsWav(new Uint8Array([1, 0, 2, 0]));
- * console.log(wav.length); // 48
+ * assert.equal(wav.length, 48);
  * ```
  */
 export function wrapPcmAsWav(
@@ -190,9 +194,10 @@ export function wrapPcmAsWav(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { isWav, wrapPcmAsWav } from "@homelab/handler-base/clients/wav";
  *
- * console.log(isWav(wrapPcmAsWav(new Uint8Array(2))), isWav(new Uint8Array(2))); // true false
+ * assert.deepEqual([isWav(wrapPcmAsWav(new Uint8Array(2))), isWav(new Uint8Array(2))], [true, false]);
  * ```
  */
 export function isWav(bytes: Uint8Array): boolean {
@@ -217,13 +222,12 @@ function invalid(detail: string): InvalidArgumentError {
  *
  * @example Reject bytes that are not WAV
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseWav } from "@homelab/handler-base/clients/wav";
  *
- * try {
- *   parseWav(new Uint8Array(10));
- * } catch (error) {
- *   console.log((error as Error).message); // Cannot parse WAV: the RIFF/WAVE header is missing
- * }
+ * assert.throws(() => parseWav(new Uint8Array(10)), {
+ *   message: "Cannot parse WAV: the RIFF/WAVE header is missing",
+ * });
  * ```
  */
 export function parseWav(bytes: Uint8Array, options: ParseWavOptions = {}): ParsedWav {

@@ -9,6 +9,7 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { defineEndpoint } from "@homelab/handler-base/handler";
  * import { TTSRequestSchema, TTSStatusSchema } from "@homelab/handler-base/messages";
  * import { callEndpoint } from "@homelab/handler-base/testing";
@@ -23,8 +24,8 @@
  *   },
  * });
  * const result = await callEndpoint(shout, { text: "hi" }, { subject: "demo.shout.s1" });
- * console.log(result.reply?.message); // "HI"
- * console.log(result.published[0]?.subject); // "demo.heard.s1"
+ * assert.equal(result.reply?.message, "HI");
+ * assert.equal(result.published[0]?.subject, "demo.heard.s1");
  * ```
  *
  * @module
@@ -167,6 +168,7 @@ export interface CallResult<Res extends DescMessage> {
  *
  * @example A handler that fails
  * ```ts
+ * import assert from "node:assert/strict";
  * import { defineEndpoint } from "@homelab/handler-base/handler";
  * import { InvalidArgumentError } from "@homelab/handler-base/errors";
  * import { TTSRequestSchema, TTSStatusSchema } from "@homelab/handler-base/messages";
@@ -179,7 +181,7 @@ export interface CallResult<Res extends DescMessage> {
  *   handle: () => Promise.reject(new InvalidArgumentError("Cannot speak: no text")),
  * });
  * const { errorResponse } = await callEndpoint(strict, {});
- * console.log(errorResponse?.type, errorResponse?.message); // "InvalidArgument" "Cannot speak: no text"
+ * assert.deepEqual([errorResponse?.type, errorResponse?.message], ["InvalidArgument", "Cannot speak: no text"]);
  * ```
  */
 export async function callEndpoint<Req extends DescMessage, Res extends DescMessage>(

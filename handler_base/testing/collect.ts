@@ -6,13 +6,20 @@
  * Needs `--allow-net` for the NATS server.
  *
  * @example
- * ```ts ignore
- * import { collect } from "@homelab/handler-base/testing";
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { connectNats, publish } from "@homelab/handler-base/natsutil";
  * import { TTSStatusSchema } from "@homelab/handler-base/messages";
+ * import { collect, startNatsServer } from "@homelab/handler-base/testing";
  *
+ * await using server = await startNatsServer({ jetstream: false });
+ * const nc = await connectNats({ servers: server.url, name: "test" });
  * const statuses = collect(nc, "ai.voice.tts.status.s1", TTSStatusSchema);
+ * publish(nc, "ai.voice.tts.status.s1", TTSStatusSchema, { status: "processing" });
  * const [first] = await statuses.until((all) => all.length >= 1, { timeoutMs: 5000 });
+ * assert.equal(first?.status, "processing");
  * statuses.close();
+ * await nc.close();
  * ```
  *
  * @module
@@ -57,12 +64,22 @@ export interface Collector<T> extends Disposable {
  * @returns The collector; dispose or close it.
  *
  * @example
- * ```ts ignore
- * import { collect } from "@homelab/handler-base/testing";
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { connectNats, publish } from "@homelab/handler-base/natsutil";
  * import { ChatStreamChunkSchema } from "@homelab/handler-base/messages";
+ * import { collect, startNatsServer } from "@homelab/handler-base/testing";
  *
+ * await using server = await startNatsServer({ jetstream: false });
+ * const nc = await connectNats({ servers: server.url, name: "test" });
  * using chunks = collect(nc, "ai.chat.response.stream.r1", ChatStreamChunkSchema);
- * await chunks.until((all) => all.some((c) => c.done));
+ * for (const content of ["Hel", "lo"]) {
+ *   publish(nc, "ai.chat.response.stream.r1", ChatStreamChunkSchema, { content });
+ * }
+ * publish(nc, "ai.chat.response.stream.r1", ChatStreamChunkSchema, { done: true });
+ * const all = await chunks.until((all) => all.some((c) => c.done));
+ * assert.equal(all.map((c) => c.content).join(""), "Hello");
+ * await nc.close();
  * ```
  */
 export function collect<Desc extends DescMessage>(

@@ -39,7 +39,7 @@
  * @module
  */
 import { isRecord } from "../clients/_json.ts";
-import { type FakeServer, type RecordedRequest, startFakeHttpServer } from "./fake_backends.ts";
+import { type FakeServer, type RecordedRequest, startFakeHttpServer } from "./fake_http.ts";
 
 /** A run as the fake stores it (KFP v2beta1 field names). */
 export interface FakeKubeflowRun {

@@ -45,7 +45,7 @@
  * @module
  */
 import { isRecord } from "../clients/_json.ts";
-import { type FakeServer, type RecordedRequest, startFakeHttpServer } from "./fake_backends.ts";
+import { type FakeServer, type RecordedRequest, startFakeHttpServer } from "./fake_http.ts";
 
 /** A Workflow as the fake stores it (the fields pipeline-bridge reads and writes). */
 export interface FakeWorkflow {

@@ -10,13 +10,33 @@
  * `--allow-read`/`--allow-write` for the temporary store.
  *
  * @example
- * ```ts ignore
- * import { startNatsServer } from "@homelab/handler-base/testing";
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { defineEndpoint } from "@homelab/handler-base/handler";
+ * import { TTSRequestSchema, TTSStatusSchema } from "@homelab/handler-base/messages";
+ * import { callEndpoint, startTestService } from "@homelab/handler-base/testing";
  *
- * Deno.test("my service answers", async () => {
- *   await using server = await startNatsServer();
- *   // connect the service and a client to server.url ...
+ * const echo = defineEndpoint({
+ *   subject: "demo.echo.*",
+ *   request: TTSRequestSchema,
+ *   response: TTSStatusSchema,
+ *   handle(req, ctx) {
+ *     ctx.publish(`demo.heard.${ctx.tokens.at(-1)}`, TTSStatusSchema, { status: req.text });
+ *     return Promise.resolve({ status: "ok", message: req.text });
+ *   },
  * });
+ *
+ * // Service logic: in-process, no server.
+ * const result = await callEndpoint(echo, { text: "hi" }, { subject: "demo.echo.s1" });
+ * assert.equal(result.reply?.message, "hi");
+ * assert.deepEqual(result.messages(TTSStatusSchema).map((m) => m.subject), ["demo.heard.s1"]);
+ *
+ * // Over a real nats-server, with bounded waits.
+ * await using t = await startTestService({ endpoints: [echo] });
+ * using heard = t.collect("demo.heard.*", TTSStatusSchema);
+ * const reply = await t.request("demo.echo.s2", TTSRequestSchema, { text: "yo" }, TTSStatusSchema);
+ * assert.equal(reply.message, "yo");
+ * await heard.until((all) => all.length === 1, { timeoutMs: 5000 });
  * ```
  *
  * @module
@@ -24,9 +44,15 @@
 export * from "./call_endpoint.ts";
 export * from "./collect.ts";
 export * from "./eventually.ts";
-export * from "./fake_backends.ts";
+export * from "./fake_embeddings.ts";
+export * from "./fake_http.ts";
 export * from "./fake_kubeflow.ts";
 export * from "./fake_kubernetes.ts";
+export * from "./fake_llm.ts";
+export * from "./fake_milvus.ts";
+export * from "./fake_reranker.ts";
+export * from "./fake_whisper.ts";
+export * from "./fake_xtts.ts";
 export * from "./nats_server.ts";
 export * from "./otlp_receiver.ts";
 export * from "./ports.ts";

@@ -7,12 +7,12 @@
  * temporary directory) and `--allow-net=127.0.0.1`.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { startNatsServer } from "@homelab/handler-base/testing";
  *
  * await using server = await startNatsServer({ jetstream: true });
- * console.log(server.url); // nats://127.0.0.1:41234
- * await server.restart();
+ * assert.match(server.url, /^nats:\/\/127\.0\.0\.1:\d+$/); // such as nats://127.0.0.1:41234
  * ```
  *
  * @module
@@ -103,12 +103,18 @@ async function waitForPort(
  * @throws {Error} When `nats-server` is not installed or does not start.
  *
  * @example Kill and restart the broker in a test
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { connectNats } from "@homelab/handler-base/natsutil";
  * import { startNatsServer } from "@homelab/handler-base/testing";
  *
- * await using server = await startNatsServer();
+ * await using server = await startNatsServer({ jetstream: false });
+ * const url = server.url;
  * await server.kill();
  * await server.restart();
+ * assert.equal(server.url, url); // the same port, so clients reconnect
+ * const nc = await connectNats({ servers: server.url, name: "after-restart" });
+ * await nc.close();
  * ```
  */
 export async function startNatsServer(options: NatsServerOptions = {}): Promise<NatsServer> {

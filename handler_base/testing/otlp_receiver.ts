@@ -11,6 +11,7 @@
  *
  * @example Collect the spans of a subprocess
  * ```ts
+ * import assert from "node:assert/strict";
  * import { startOtlpReceiver } from "@homelab/handler-base/testing";
  *
  * await using receiver = startOtlpReceiver();
@@ -21,7 +22,7 @@
  *   env: receiver.exporterEnv("demo"),
  * }).output();
  * const [span] = await receiver.waitForSpans((span) => span.name === "hello");
- * console.log(span?.serviceName); // "demo"
+ * assert.equal(span?.serviceName, "demo");
  * ```
  *
  * @module
@@ -431,11 +432,12 @@ interface Waiter {
  *
  * @example Give up waiting after a timeout
  * ```ts
+ * import assert from "node:assert/strict";
  * import { startOtlpReceiver } from "@homelab/handler-base/testing";
  *
  * await using receiver = startOtlpReceiver();
  * const pending = receiver.waitForMetrics((m) => m.name === "x.count", { timeoutMs: 50 });
- * await pending.catch((error) => console.log(error.name)); // "TimeoutError"
+ * await assert.rejects(pending, { name: "TimeoutError" });
  * ```
  */
 export function startOtlpReceiver(options: OtlpReceiverOptions = {}): OtlpReceiver {

@@ -6,9 +6,10 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { closedPortUrl, freePort } from "@homelab/handler-base/testing";
  *
- * console.log(freePort() > 0, closedPortUrl("nats").startsWith("nats://127.0.0.1:")); // true true
+ * assert.deepEqual([freePort() > 0, closedPortUrl("nats").startsWith("nats://127.0.0.1:")], [true, true]);
  * ```
  *
  * @module
@@ -22,10 +23,11 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { freePort } from "@homelab/handler-base/testing";
  *
  * const port = freePort();
- * console.log(port > 0); // true
+ * assert.equal(port > 0, true);
  * ```
  */
 export function freePort(): number {

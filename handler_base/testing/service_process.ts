@@ -12,6 +12,9 @@
  *
  * @example
  * ```ts ignore
+ * // Not run as a doc test: it starts a service's entry file as a subprocess (seconds, and
+ * // paths from the project's root); services/chat_test.ts and services/tts/entry_test.ts do.
+ * import assert from "node:assert/strict";
  * import { startNatsServer, startServiceProcess } from "@homelab/handler-base/testing";
  *
  * await using nats = await startNatsServer();
@@ -21,7 +24,7 @@
  *   env: { NATS_URL: nats.url },
  * });
  * await tts.waitForReadiness(200);
- * console.log((await tts.stop()).code); // 0
+ * assert.equal((await tts.stop()).code, 0);
  * ```
  *
  * @module
@@ -91,6 +94,8 @@ function passedOn(): Record<string, string> {
  *
  * @example
  * ```ts ignore
+ * // Not run as a doc test: it starts a service's entry file as a subprocess (seconds, and
+ * // paths from the project's root); services/chat_test.ts and services/tts/entry_test.ts do.
  * import { startServiceProcess } from "@homelab/handler-base/testing";
  *
  * const service = await startServiceProcess({ entry: "services/chat.ts", flags: ["-P=chat-handler"] });
@@ -206,6 +211,9 @@ export interface EntryExit {
  *
  * @example
  * ```ts ignore
+ * // Not run as a doc test: it starts a service's entry file as a subprocess (seconds, and
+ * // paths from the project's root); services/chat_test.ts and services/tts/entry_test.ts do.
+ * import assert from "node:assert/strict";
  * import { runEntryToExit } from "@homelab/handler-base/testing";
  *
  * const { code, stderr } = await runEntryToExit({
@@ -213,7 +221,7 @@ export interface EntryExit {
  *   flags: ["-P=tts-module"],
  *   env: { TTS_MAX_CHARS: "lots" },
  * });
- * console.log(code, stderr.includes("TTS_MAX_CHARS")); // 78 true
+ * assert.deepEqual([code, stderr.includes("TTS_MAX_CHARS")], [78, true]);
  * ```
  */
 export async function runEntryToExit(

@@ -7,12 +7,21 @@
  * `--allow-net=127.0.0.1`, and read/write of a temporary directory.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { defineEndpoint } from "@homelab/handler-base/handler";
  * import { startTestService } from "@homelab/handler-base/testing";
  * import { TTSRequestSchema, TTSStatusSchema } from "@homelab/handler-base/messages";
  *
+ * const echo = defineEndpoint({
+ *   subject: "demo.echo",
+ *   request: TTSRequestSchema,
+ *   response: TTSStatusSchema,
+ *   handle: (req) => Promise.resolve({ status: "ok", message: req.text }),
+ * });
  * await using t = await startTestService({ endpoints: [echo] });
  * const status = await t.request("demo.echo", TTSRequestSchema, { text: "hi" }, TTSStatusSchema);
+ * assert.equal(status.message, "hi");
  * ```
  *
  * @module
@@ -26,6 +35,7 @@ import type { ServiceDefinition, ServiceParts } from "../main.ts";
 import type { DescMessage, MessageInitShape, MessageShape } from "../messages.ts";
 import { connectNats, type NatsConnection, request } from "../natsutil.ts";
 import { runService } from "../run.ts";
+import type { Telemetry } from "../telemetry.ts";
 import { collect, type Collector } from "./collect.ts";
 import { type NatsServer, startNatsServer } from "./nats_server.ts";
 
@@ -59,6 +69,11 @@ export interface TestServiceOptions {
   shutdownGraceMs?: number;
   /** How long starting may take, in ms. @default 10000 */
   startTimeoutMs?: number;
+  /**
+   * Tracing and metrics of the service (a test records spans with its own
+   * tracer provider). @default the global providers
+   */
+  telemetry?: Telemetry;
 }
 
 /** Options of {@linkcode TestService.request}. */
@@ -107,11 +122,29 @@ export interface TestService extends AsyncDisposable {
  * @throws {Error} When the service does not serve within `startTimeoutMs`.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { envVar } from "@homelab/handler-base/config";
+ * import { defineEndpoint } from "@homelab/handler-base/handler";
+ * import { defineService } from "@homelab/handler-base/main";
+ * import { TTSRequestSchema, TTSStatusSchema } from "@homelab/handler-base/messages";
  * import { startTestService } from "@homelab/handler-base/testing";
- * import { ttsService } from "../services/tts/service.ts";
  *
- * await using t = await startTestService({ definition: ttsService, env: { TTS_URL: fake.url } });
+ * const greeter = defineService({
+ *   name: "greeter",
+ *   config: { greeting: envVar.string("GREETING", { required: true }) },
+ *   setup: (config) => ({
+ *     endpoints: [defineEndpoint({
+ *       subject: "demo.greet",
+ *       request: TTSRequestSchema,
+ *       response: TTSStatusSchema,
+ *       handle: (req) => Promise.resolve({ status: `${config.greeting}, ${req.text}` }),
+ *     })],
+ *   }),
+ * });
+ * await using t = await startTestService({ definition: greeter, env: { GREETING: "Hello" } });
+ * const reply = await t.request("demo.greet", TTSRequestSchema, { text: "Ada" }, TTSStatusSchema);
+ * assert.equal(reply.status, "Hello, Ada");
  * ```
  */
 export async function startTestService(options: TestServiceOptions): Promise<TestService> {
@@ -161,6 +194,7 @@ export async function startTestService(options: TestServiceOptions): Promise<Tes
       : {}),
     ...(parts.checks ? { checks: parts.checks } : {}),
     details: { backends: () => breakers.snapshot() },
+    ...(options.telemetry ? { telemetry: options.telemetry } : {}),
     onStart: async (service) => {
       await parts?.onStart?.(service);
       resolveStarted(service);

@@ -1,9 +1,11 @@
 import assert from "node:assert/strict";
+import { INVALID_SPAN_CONTEXT, trace, type Tracer } from "@opentelemetry/api";
 import { envVar } from "../config.ts";
 import { InvalidArgumentError, RemoteError } from "../errors.ts";
 import { defineEndpoint } from "../handler.ts";
 import { defineService } from "../main.ts";
 import { TTSRequestSchema, TTSStatusSchema } from "../messages.ts";
+import { createTelemetry } from "../telemetry.ts";
 import { startTestService } from "./test_service.ts";
 
 const shout = defineEndpoint({
@@ -63,4 +65,21 @@ Deno.test("a collector's wait is bounded and says what it saw", async () => {
     heard.until((all) => all.length > 0, { timeoutMs: 50 }),
     /Condition not met on test.heard.\* within 50 ms after 0 messages/,
   );
+});
+
+Deno.test("startTestService() runs the service with the telemetry it is given", async () => {
+  const spans: string[] = [];
+  const tracer = {
+    startSpan(name: string) {
+      spans.push(name);
+      return trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
+    },
+  } as unknown as Tracer;
+  const telemetry = createTelemetry({
+    serviceName: "t",
+    tracerProvider: { getTracer: () => tracer },
+  });
+  await using t = await startTestService({ endpoints: [shout], telemetry });
+  await t.request("test.shout.c", TTSRequestSchema, { text: "hi" }, TTSStatusSchema);
+  assert.ok(spans.length > 0, "the handler's span comes from the given tracer");
 });

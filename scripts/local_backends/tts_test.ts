@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { BackendError } from "../../handler_base/errors.ts";
 import { createTtsClient } from "../../handler_base/clients/tts.ts";
 import { parseWav } from "../../handler_base/clients/wav.ts";
-import { concatBytes } from "../../handler_base/testing/fake_backends.ts";
+import { concatBytes } from "../../handler_base/testing/fake_http.ts";
 import { startTtsStandIn, TTS_STREAM_RATE, TTS_WAV_RATE } from "./tts.ts";
 
 /** The loudest sample of 16-bit PCM. */

@@ -10,13 +10,14 @@
  *
  * @example Merge a burst
  * ```ts
+ * import assert from "node:assert/strict";
  * import { createCoalescer } from "./coalesce.ts";
  *
  * const pieces: string[] = [];
  * const coalescer = createCoalescer((text) => pieces.push(text), { minIntervalMs: 1000 });
  * for (const delta of ["Hel", "lo", " world"]) coalescer.push(delta);
  * coalescer.flush();
- * console.log(pieces); // ["Hel", "lo world"]
+ * assert.deepEqual(pieces, ["Hel", "lo world"]);
  * ```
  *
  * @module
@@ -74,13 +75,14 @@ const systemClock: CoalescerClock = {
  *
  * @example Every delta on its own
  * ```ts
+ * import assert from "node:assert/strict";
  * import { createCoalescer } from "./coalesce.ts";
  *
  * const pieces: string[] = [];
  * const coalescer = createCoalescer((text) => pieces.push(text));
  * coalescer.push("a");
  * coalescer.push("b");
- * console.log(pieces); // ["a", "b"]
+ * assert.deepEqual(pieces, ["a", "b"]);
  * ```
  */
 export function createCoalescer(

@@ -9,12 +9,13 @@
  *
  * @example Load and build the clients
  * ```ts
+ * import assert from "node:assert/strict";
  * import { loadConfig } from "@homelab/handler-base/config";
  * import { chatClientsFromConfig, chatModuleConfigSpec } from "./config.ts";
  *
  * const config = loadConfig(chatModuleConfigSpec, { MILVUS_HOST: "127.0.0.1" });
  * const clients = chatClientsFromConfig(config);
- * console.log(config.collection, typeof clients.llm.stream); // "knowledge_base" "function"
+ * assert.deepEqual([config.collection, typeof clients.llm.stream], ["knowledge_base", "function"]);
  * ```
  *
  * @module
@@ -37,10 +38,11 @@ import { DEFAULT_SYSTEM_PROMPT } from "./prompt.ts";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { configVarNames } from "@homelab/handler-base/config";
  * import { chatModuleConfigSpec } from "./config.ts";
  *
- * console.log(configVarNames(chatModuleConfigSpec).includes("CHAT_RERANK_KEEP")); // true
+ * assert.equal(configVarNames(chatModuleConfigSpec).includes("CHAT_RERANK_KEEP"), true);
  * ```
  */
 export const chatModuleConfigSpec = {
@@ -68,11 +70,12 @@ export type ChatModuleConfig = Config<typeof chatModuleConfigSpec>;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { loadConfig } from "@homelab/handler-base/config";
  * import { chatClientsFromConfig, chatModuleConfigSpec } from "./config.ts";
  *
  * const clients = chatClientsFromConfig(loadConfig(chatModuleConfigSpec, { TTS_API: "openai" }));
- * console.log(clients.tts?.api); // "openai"
+ * assert.equal(clients.tts?.api, "openai");
  * ```
  */
 export function chatClientsFromConfig(
@@ -94,11 +97,12 @@ export function chatClientsFromConfig(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { loadConfig } from "@homelab/handler-base/config";
  * import { chatHandlerOptionsFromConfig, chatModuleConfigSpec } from "./config.ts";
  *
  * const options = chatHandlerOptionsFromConfig(loadConfig(chatModuleConfigSpec, {}));
- * console.log(options.maxQueryChars, options.concurrency); // 8000 32
+ * assert.deepEqual([options.maxQueryChars, options.concurrency], [8000, 32]);
  * ```
  */
 export function chatHandlerOptionsFromConfig(config: ChatModuleConfig): ChatHandlerOptions {

@@ -45,13 +45,38 @@
  * the runtime).
  *
  * @example Serve the endpoints
- * ```ts ignore
- * import { createService } from "@homelab/handler-base/handler";
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createEmbeddingsClient } from "@homelab/handler-base/clients/embeddings";
+ * import { createLlmClient } from "@homelab/handler-base/clients/llm";
+ * import { createMilvusClient } from "@homelab/handler-base/clients/milvus";
+ * import { ChatRequestSchema, ChatResponseSchema } from "@homelab/handler-base/messages";
+ * import {
+ *   startFakeEmbeddings,
+ *   startFakeLlm,
+ *   startFakeMilvus,
+ *   startTestService,
+ * } from "@homelab/handler-base/testing";
  * import { createChatEndpoints } from "./handler.ts";
  *
- * const endpoints = createChatEndpoints(clients, { streamMinIntervalMs: 20 });
- * await using service = createService(nc, { name: "chat-handler", endpoints, logger });
- * await service.start();
+ * await using llm = startFakeLlm({ reply: "NATS is a message bus." });
+ * await using embeddings = startFakeEmbeddings();
+ * await using milvus = startFakeMilvus();
+ * const endpoints = createChatEndpoints({
+ *   llm: createLlmClient({ baseUrl: llm.url }),
+ *   rag: {
+ *     embeddings: createEmbeddingsClient({ baseUrl: embeddings.url }),
+ *     milvus: createMilvusClient({ baseUrl: milvus.url }),
+ *   },
+ * }, { streamMinIntervalMs: 20 });
+ * await using t = await startTestService({ name: "chat-handler", endpoints });
+ * const reply = await t.request(
+ *   "ai.chat.request",
+ *   ChatRequestSchema,
+ *   { message: "What is NATS?", enableRag: true },
+ *   ChatResponseSchema,
+ * );
+ * assert.deepEqual([reply.response, reply.usedRag], ["NATS is a message bus.", true]);
  * ```
  *
  * @module
@@ -175,12 +200,18 @@ const SUBJECT_TOKEN = /^[^\s.*>]+$/;
  * @throws {RangeError} When `streamMinIntervalMs` is negative.
  *
  * @example With the service defaults
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { loadConfig } from "@homelab/handler-base/config";
+ * import { chatClientsFromConfig, chatModuleConfigSpec } from "./config.ts";
  * import { createChatEndpoints } from "./handler.ts";
  *
- * const endpoints = createChatEndpoints({ llm, rag: { embeddings, milvus, reranker }, tts });
- * console.log(endpoints.map((e) => e.subject));
- * // ["ai.chat.user.*.message", "ai.chat.request", "ai.chat.user.*.greeting.request"]
+ * const endpoints = createChatEndpoints(chatClientsFromConfig(loadConfig(chatModuleConfigSpec, {})));
+ * assert.deepEqual(endpoints.map((e) => e.subject), [
+ *   "ai.chat.user.*.message",
+ *   "ai.chat.request",
+ *   "ai.chat.user.*.greeting.request",
+ * ]);
  * ```
  */
 export function createChatEndpoints(

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import type { Msg, NatsConnection } from "@nats-io/nats-core";
+import type { Msg } from "@nats-io/nats-core";
 import {
   type Attributes,
   type AttributeValue,
@@ -13,8 +13,7 @@ import { createLlmClient } from "@homelab/handler-base/clients/llm";
 import { createMilvusClient } from "@homelab/handler-base/clients/milvus";
 import { createRerankerClient } from "@homelab/handler-base/clients/reranker";
 import { createTtsClient } from "@homelab/handler-base/clients/tts";
-import { createService, type Service } from "@homelab/handler-base/handler";
-import { createLogger } from "@homelab/handler-base/log";
+import { deadline } from "@homelab/handler-base/async";
 import {
   ChatRequestSchema,
   type ChatResponse,
@@ -31,7 +30,6 @@ import {
   type MessageInitShape,
   MSG_TYPE_HEADER,
 } from "@homelab/handler-base/messages";
-import { connectNats } from "@homelab/handler-base/natsutil";
 import { createTelemetry } from "@homelab/handler-base/telemetry";
 import {
   closedPortUrl,
@@ -41,14 +39,14 @@ import {
   type FakeMilvus,
   type FakeReranker,
   type FakeXtts,
-  type NatsServer,
   type RecordedRequest,
   startFakeEmbeddings,
   startFakeLlm,
   startFakeMilvus,
   startFakeReranker,
   startFakeXtts,
-  startNatsServer,
+  startTestService,
+  type TestService,
 } from "@homelab/handler-base/testing";
 import { type ChatHandlerOptions, createChatEndpoints } from "./handler.ts";
 
@@ -130,19 +128,6 @@ function recordingTracerProvider(): TracerProvider & { spans: RecordedSpan[] } {
   return { spans, getTracer: () => tracer };
 }
 
-/** Rejects when the promise takes longer than `ms` (a guard, not a measurement). */
-async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`Timed out waiting for ${what}`)), ms);
-  });
-  try {
-    return await Promise.race([promise, expired]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 function isPrompt(request: RecordedRequest): boolean {
   return request.path === "/v1/chat/completions";
 }
@@ -155,6 +140,8 @@ interface SetupOptions {
   down?: "embeddings" | "milvus" | "reranker" | "llm";
   handler?: ChatHandlerOptions;
   llm?: FakeLlmConfig;
+  /** How long stopping the service waits for its handlers. @default 1000 */
+  shutdownGraceMs?: number;
 }
 
 interface ChatResult {
@@ -167,16 +154,17 @@ interface ChatResult {
 }
 
 interface Harness extends AsyncDisposable {
-  server: NatsServer;
-  client: NatsConnection;
-  service: Service;
+  /** The service over a real nats-server, from the test kit. */
+  t: TestService;
+  client: TestService["nc"];
+  service: TestService["service"];
   llm: FakeLlm;
   embeddings: FakeEmbeddings;
   milvus: FakeMilvus;
   reranker: FakeReranker;
   xtts: FakeXtts;
   tracing: ReturnType<typeof recordingTracerProvider>;
-  logs: Record<string, unknown>[];
+  logs: readonly Record<string, unknown>[];
   /**
    * Sends a chat and collects its stream chunks and response. `reply: false`
    * publishes without a reply subject.
@@ -207,7 +195,6 @@ function assertReplyIs(reply: ChatResponse | ErrorResponse | undefined, response
 }
 
 async function setup(options: SetupOptions = {}): Promise<Harness> {
-  const server = await startNatsServer({ jetstream: false });
   const llm = startFakeLlm({ reply: (body) => answerTo(questionOf(body)), ...options.llm });
   const embeddings = startFakeEmbeddings();
   const milvus = startFakeMilvus({ hits: HITS });
@@ -230,73 +217,48 @@ async function setup(options: SetupOptions = {}): Promise<Harness> {
     },
     tts: createTtsClient({ ...http, baseUrl: xtts.url }),
   };
-  const logs: Record<string, unknown>[] = [];
-  const logger = createLogger({
-    service: "chat-handler",
-    level: "debug",
-    write: (line) => logs.push(JSON.parse(line)),
-  });
   const tracing = recordingTracerProvider();
-  const serviceConn = await connectNats({ servers: server.url, name: "chat-handler" });
-  const client = await connectNats({ servers: server.url, name: "client" });
-  const service = createService(serviceConn, {
+  const t = await startTestService({
     name: "chat-handler",
     endpoints: createChatEndpoints(clients, { streamMinIntervalMs: 0, ...options.handler }),
-    logger,
     telemetry: createTelemetry({ serviceName: "chat-handler", tracerProvider: tracing }),
+    shutdownGraceMs: options.shutdownGraceMs ?? 1000,
   });
-  await service.start();
+  const client = t.nc;
 
   async function ask(subject: string, data: Uint8Array) {
     return decodeReply(await client.request(subject, data, { timeout: 10_000 }));
   }
 
   return {
-    server,
+    t,
     client,
-    service,
+    service: t.service,
     llm,
     embeddings,
     milvus,
     reranker,
     xtts,
     tracing,
-    logs,
+    logs: t.logs,
     ask,
     async chat(init, { subject = "ai.chat.request", reply = true } = {}) {
       const requestId = init.requestId ?? crypto.randomUUID();
       const responseSubject = init.responseSubject || `ai.chat.response.${requestId}`;
-      const chunks: ChatStreamChunk[] = [];
-      const responded = Promise.withResolvers<ChatResponse>();
-      // Callbacks run in arrival order, so chunks and response keep their order.
-      const streamSub = client.subscribe(`ai.chat.response.stream.${requestId}`, {
-        callback: (_, msg) => {
-          chunks.push(decode(ChatStreamChunkSchema, msg.data));
-        },
-      });
-      const responseSub = client.subscribe(responseSubject, {
-        max: 1,
-        callback: (_, msg) => responded.resolve(decode(ChatResponseSchema, msg.data)),
-      });
-      await client.flush();
+      // Both subscriptions deliver in arrival order on one connection, so
+      // every chunk is in when the response is.
+      using chunks = t.collect(`ai.chat.response.stream.${requestId}`, ChatStreamChunkSchema);
+      using responses = t.collect(responseSubject, ChatResponseSchema);
       const data = encode(ChatRequestSchema, { ...init, requestId });
-      try {
-        let answer: ChatResponse | ErrorResponse | undefined;
-        if (reply) answer = await ask(subject, data);
-        else client.publish(subject, data);
-        const response = await within(responded.promise, 10_000, `the response of ${requestId}`);
-        return { ...(answer ? { reply: answer } : {}), response, chunks };
-      } finally {
-        streamSub.unsubscribe();
-        responseSub.unsubscribe();
-      }
+      let answer: ChatResponse | ErrorResponse | undefined;
+      if (reply) answer = await ask(subject, data);
+      else client.publish(subject, data);
+      const [response] = await responses.until((all) => all.length > 0, { timeoutMs: 10_000 });
+      return { ...(answer ? { reply: answer } : {}), response: response!, chunks: chunks.messages };
     },
     async [Symbol.asyncDispose]() {
-      await service.stop({ graceMs: 1000 });
-      await serviceConn.close();
-      await client.close();
+      await t[Symbol.asyncDispose]();
       await Promise.all([llm, embeddings, milvus, reranker, xtts].map((fake) => fake.close()));
-      await server[Symbol.asyncDispose]();
     },
   };
 }
@@ -649,7 +611,7 @@ Deno.test("chat: a missing request id is generated and carried by the subjects",
     "ai.chat.user.u5.message",
     encode(ChatRequestSchema, { message: "hi", enableStreaming: true }),
   );
-  const { subject, response } = await within(responded.promise, 10_000, "the response");
+  const { subject, response } = await deadline(responded.promise, 10_000, { what: "the response" });
   const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
   const requestId = subject.slice("ai.chat.response.".length);
   assert.match(requestId, uuid);
@@ -696,8 +658,8 @@ Deno.test("chat: the deadline aborts the LLM stream and fails the chat", async (
     llm: { pace: (index) => index < 2 ? Promise.resolve() : stall },
   });
   const result = h.chat({ requestId: "slow", message: "hi", enableStreaming: true });
-  const request = await within(h.llm.nextRequest(), 10_000, "the LLM request");
-  await within(request.disconnected, 10_000, "the LLM connection to close");
+  const request = await deadline(h.llm.nextRequest(), 10_000, { what: "the LLM request" });
+  await deadline(request.disconnected, 10_000, { what: "the LLM connection to close" });
   const { response, reply, chunks } = await result;
   assert.ok(isErrorResponse(reply));
   assert.equal(reply.type, "Timeout");
@@ -713,8 +675,8 @@ Deno.test("chat: the deadline aborts a whole-answer LLM call too", async () => {
   await using h = await setup({ handler: { timeoutMs: 200 } });
   h.llm.hangNext();
   const result = h.chat({ message: "hi" });
-  const request = await within(h.llm.nextRequest(), 10_000, "the LLM request");
-  await within(request.disconnected, 10_000, "the LLM connection to close");
+  const request = await deadline(h.llm.nextRequest(), 10_000, { what: "the LLM request" });
+  await deadline(request.disconnected, 10_000, { what: "the LLM connection to close" });
   const { response, reply } = await result;
   assert.ok(isErrorResponse(reply));
   assert.equal(reply.type, "Timeout");
@@ -735,27 +697,25 @@ Deno.test("chat: a deadline during synthesis fails the chat but leaves the ended
   assert.equal(chunks.at(-1)?.type, "done");
   assert.ok(chunks.every((c) => c.type !== "error"));
   assert.equal(chunks.slice(0, -1).map((c) => c.content).join(""), answerTo("hi"));
-  await within(h.xtts.requests[0]!.disconnected, 10_000, "the TTS connection to close");
+  await deadline(h.xtts.requests[0]!.disconnected, 10_000, { what: "the TTS connection to close" });
 });
 
 Deno.test("chat: stopping the service aborts a running LLM stream", async () => {
   // Held after the first word.
   const stall = new Promise<void>(() => {});
-  await using h = await setup({ llm: { pace: (index) => index < 2 ? Promise.resolve() : stall } });
-  const firstChunk = Promise.withResolvers<void>();
-  h.client.subscribe("ai.chat.response.stream.stopping", {
-    max: 1,
-    callback: () => firstChunk.resolve(),
+  await using h = await setup({
+    llm: { pace: (index) => index < 2 ? Promise.resolve() : stall },
+    shutdownGraceMs: 50,
   });
-  await h.client.flush();
+  using firstChunk = h.t.collect("ai.chat.response.stream.stopping", ChatStreamChunkSchema);
   const result = h.chat({ requestId: "stopping", message: "hi", enableStreaming: true }, {
     reply: false,
   });
-  const request = await within(h.llm.nextRequest(), 10_000, "the LLM request");
+  const request = await deadline(h.llm.nextRequest(), 10_000, { what: "the LLM request" });
   const gone = request.disconnected;
-  await within(firstChunk.promise, 10_000, "the first chunk");
-  await h.service.stop({ graceMs: 50 });
-  await within(gone, 10_000, "the LLM connection to close");
+  await firstChunk.until((all) => all.length > 0, { timeoutMs: 10_000 });
+  await h.t.stop();
+  await deadline(gone, 10_000, { what: "the LLM connection to close" });
   const { response, chunks } = await result;
   assert.equal(response.success, false);
   assert.match(response.error, /the service is stopping/);
@@ -764,12 +724,7 @@ Deno.test("chat: stopping the service aborts a running LLM stream", async () => 
 
 Deno.test("greeting: an LLM-written greeting on the greeting subject and the reply", async () => {
   await using h = await setup({ llm: { reply: "  Welcome back, Ada! Lovely to see you.  " } });
-  const published = Promise.withResolvers<Msg>();
-  h.client.subscribe("ai.chat.user.u1.greeting.response", {
-    max: 1,
-    callback: (_, msg) => published.resolve(msg),
-  });
-  await h.client.flush();
+  using published = h.t.collect("ai.chat.user.u1.greeting.response", GreetingResponseSchema);
   const msg = await h.client.request(
     "ai.chat.user.u1.greeting.request",
     encode(GreetingRequestSchema, { username: "ada99", nickname: "Ada", premium: true }),
@@ -777,8 +732,11 @@ Deno.test("greeting: an LLM-written greeting on the greeting subject and the rep
   );
   const reply = decode(GreetingResponseSchema, msg.data);
   assert.deepEqual([reply.userId, reply.greeting], ["u1", "Welcome back, Ada! Lovely to see you."]);
-  const onSubject = decode(GreetingResponseSchema, (await published.promise).data);
-  assert.deepEqual(onSubject, reply);
+  const [onSubject] = await published.until((all) => all.length > 0, { timeoutMs: 10_000 });
+  assert.deepEqual(
+    encode(GreetingResponseSchema, onSubject!),
+    encode(GreetingResponseSchema, reply),
+  );
   const body = h.llm.requests[0]!.json as Record<string, unknown>;
   assert.equal(body.model, "large");
   assert.equal(body.stream, false);

@@ -6,10 +6,11 @@
  *
  * @example A question with context
  * ```ts
+ * import assert from "node:assert/strict";
  * import { chatMessages } from "./prompt.ts";
  *
  * const messages = chatMessages("Be brief.", "What is NATS?", "[1] NATS is a messaging system.");
- * console.log(messages[1]?.content.endsWith("Question: What is NATS?")); // true
+ * assert.equal(messages[1]?.content.endsWith("Question: What is NATS?"), true);
  * ```
  *
  * @module
@@ -36,9 +37,10 @@ const MAX_NAME_CHARS = 64;
  *
  * @example Without context
  * ```ts
+ * import assert from "node:assert/strict";
  * import { chatMessages } from "./prompt.ts";
  *
- * console.log(chatMessages("Be brief.", "Hi", "")[1]); // { role: "user", content: "Hi" }
+ * assert.deepEqual(chatMessages("Be brief.", "Hi", "")[1], { role: "user", content: "Hi" });
  * ```
  */
 export function chatMessages(systemPrompt: string, query: string, context: string): ChatMessage[] {
@@ -61,9 +63,10 @@ export function chatMessages(systemPrompt: string, query: string, context: strin
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { greetingMessages } from "./prompt.ts";
  *
- * console.log(greetingMessages("Ada")[1]?.content); // "Greet Ada, who just logged in."
+ * assert.equal(greetingMessages("Ada")[1]?.content, "Greet Ada, who just logged in.");
  * ```
  */
 export function greetingMessages(name: string): ChatMessage[] {

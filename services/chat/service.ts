@@ -5,9 +5,10 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { chatService } from "./service.ts";
  *
- * console.log(chatService.name, chatService.spec.vllmUrl.name); // chat-handler VLLM_URL
+ * assert.deepEqual([chatService.name, chatService.spec.vllmUrl.name], ["chat-handler", "VLLM_URL"]);
  * ```
  *
  * @module

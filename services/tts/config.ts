@@ -10,11 +10,12 @@
  *
  * @example Load with defaults
  * ```ts
+ * import assert from "node:assert/strict";
  * import { loadConfig } from "@homelab/handler-base/config";
  * import { ttsModuleConfigSpec } from "./config.ts";
  *
  * const config = loadConfig(ttsModuleConfigSpec, { TTS_MAX_CHARS: "2000" });
- * console.log(config.ttsMaxChars, config.ttsMaxConcurrency); // 2000 4
+ * assert.deepEqual([config.ttsMaxChars, config.ttsMaxConcurrency], [2000, 4]);
  * ```
  *
  * @module
@@ -41,10 +42,11 @@ export const DEFAULT_TTS_URL = "http://tts-predictor.ai-ml.svc.cluster.local";
  *
  * @example List the names for `--allow-env`
  * ```ts
+ * import assert from "node:assert/strict";
  * import { configVarNames } from "@homelab/handler-base/config";
  * import { ttsModuleConfigSpec } from "./config.ts";
  *
- * console.log(configVarNames(ttsModuleConfigSpec).includes("TTS_VOICES_DIR")); // true
+ * assert.equal(configVarNames(ttsModuleConfigSpec).includes("TTS_VOICES_DIR"), true);
  * ```
  */
 export const ttsModuleConfigSpec = {

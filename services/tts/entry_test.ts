@@ -10,6 +10,7 @@ import {
 } from "@homelab/handler-base/messages";
 import { connectNats, request } from "@homelab/handler-base/natsutil";
 import {
+  collect,
   concatBytes,
   type NatsServer,
   runEntryToExit,
@@ -17,7 +18,7 @@ import {
   startNatsServer,
   startServiceProcess,
 } from "@homelab/handler-base/testing";
-import { collect, testWav, writeVoice } from "./test_helpers.ts";
+import { testWav, writeVoice } from "./test_helpers.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const ENTRY = new URL("../tts.ts", import.meta.url).pathname;

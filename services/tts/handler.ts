@@ -41,13 +41,27 @@
  * and the registry passed in need theirs.
  *
  * @example Serve the endpoints
- * ```ts ignore
- * import { createService } from "@homelab/handler-base/handler";
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createTtsClient } from "@homelab/handler-base/clients/tts";
+ * import { createLogger } from "@homelab/handler-base/log";
+ * import { TTSFullResponseSchema, TTSRequestSchema } from "@homelab/handler-base/messages";
+ * import { startFakeXtts, startTestService } from "@homelab/handler-base/testing";
  * import { createTtsEndpoints } from "./handler.ts";
+ * import { startVoiceRegistry } from "./voices.ts";
  *
+ * await using xtts = startFakeXtts();
+ * const tts = createTtsClient({ baseUrl: xtts.url });
+ * using voices = await startVoiceRegistry({ tts, logger: createLogger({ service: "tts-module" }) });
  * const endpoints = createTtsEndpoints({ tts, voices, concurrency: 4 });
- * const service = createService(nc, { name: "tts-module", endpoints, logger });
- * await service.start();
+ * await using t = await startTestService({ name: "tts-module", endpoints });
+ * const audio = await t.request(
+ *   "ai.voice.tts.request.s1",
+ *   TTSRequestSchema,
+ *   { text: "Hallo", speaker: "Ana Florence" },
+ *   TTSFullResponseSchema,
+ * );
+ * assert.deepEqual([audio.sessionId, audio.sampleRate], ["s1", 24000]);
  * ```
  *
  * @module
@@ -96,9 +110,10 @@ const DEFAULT_SPEAKER = "default";
  *
  * @example Where to listen for a session's progress
  * ```ts
+ * import assert from "node:assert/strict";
  * import { statusSubject } from "./handler.ts";
  *
- * console.log(statusSubject("s1")); // "ai.voice.tts.status.s1"
+ * assert.equal(statusSubject("s1"), "ai.voice.tts.status.s1");
  * ```
  */
 export function statusSubject(sessionId: string): string {
@@ -113,9 +128,10 @@ export function statusSubject(sessionId: string): string {
  *
  * @example Where to listen for a session's audio
  * ```ts
+ * import assert from "node:assert/strict";
  * import { audioSubject } from "./handler.ts";
  *
- * console.log(audioSubject("s1")); // "ai.voice.tts.audio.s1"
+ * assert.equal(audioSubject("s1"), "ai.voice.tts.audio.s1");
  * ```
  */
 export function audioSubject(sessionId: string): string {
@@ -170,9 +186,10 @@ export interface TtsEndpointsOptions {
  *
  * @example The last token of the subject
  * ```ts
+ * import assert from "node:assert/strict";
  * import { sessionIdOf } from "./handler.ts";
  *
- * console.log(sessionIdOf(["ai", "voice", "tts", "request", "s1"])); // "s1"
+ * assert.equal(sessionIdOf(["ai", "voice", "tts", "request", "s1"]), "s1");
  * ```
  */
 export function sessionIdOf(tokens: readonly string[]): string {
@@ -282,18 +299,22 @@ interface ResolvedSpeaker {
  * @param options The client, the voice registry and the limits.
  * @returns The endpoints, for `runService` or `createService`.
  *
- * @example Serve them with runService
- * ```ts ignore
- * import { runService } from "@homelab/handler-base/run";
+ * @example The subjects they serve
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createTtsClient } from "@homelab/handler-base/clients/tts";
+ * import { createLogger } from "@homelab/handler-base/log";
  * import { createTtsEndpoints } from "./handler.ts";
+ * import { startVoiceRegistry } from "./voices.ts";
  *
- * await runService({
- *   name: "tts-module",
- *   endpoints: createTtsEndpoints({ tts, voices, maxChars: 2000 }),
- *   nats: { servers: "nats://127.0.0.1:4222" },
- *   healthPort: 8080,
- *   logger,
- * });
+ * const tts = createTtsClient({ baseUrl: "http://tts:8000" }); // not called here
+ * using voices = await startVoiceRegistry({ tts, logger: createLogger({ service: "demo" }) });
+ * const endpoints = createTtsEndpoints({ tts, voices, maxChars: 2000 });
+ * assert.deepEqual(endpoints.map((e) => e.subject), [
+ *   "ai.voice.tts.request.>",
+ *   "ai.voice.tts.voices.list",
+ *   "ai.voice.tts.voices.refresh",
+ * ]);
  * ```
  */
 export function createTtsEndpoints(options: TtsEndpointsOptions): Endpoint[] {

@@ -2,7 +2,6 @@ import assert from "node:assert/strict";
 import { createTtsClient, type TtsApi } from "@homelab/handler-base/clients/tts";
 import { wrapPcmAsWav } from "@homelab/handler-base/clients/wav";
 import { RemoteError } from "@homelab/handler-base/errors";
-import { createService } from "@homelab/handler-base/handler";
 import { createLogger } from "@homelab/handler-base/log";
 import {
   AudioEncoding,
@@ -16,15 +15,16 @@ import {
   TTSVoiceListResponseSchema,
   TTSVoiceRefreshResponseSchema,
 } from "@homelab/handler-base/messages";
-import { connectNats, decodeMsg, request } from "@homelab/handler-base/natsutil";
+import { decodeMsg, request } from "@homelab/handler-base/natsutil";
 import {
+  collect,
   concatBytes,
   type FakeXttsConfig,
   startFakeXtts,
-  startNatsServer,
+  startTestService,
 } from "@homelab/handler-base/testing";
 import { createTtsEndpoints, sessionIdOf } from "./handler.ts";
-import { collect, testWav, writeVoice } from "./test_helpers.ts";
+import { testWav, writeVoice } from "./test_helpers.ts";
 import { startVoiceRegistry } from "./voices.ts";
 
 const quiet = createLogger({ service: "test", level: "error", write: () => {} });
@@ -39,9 +39,8 @@ interface SetupOptions {
   timeoutMs?: number;
 }
 
-/** A nats-server, a fake XTTS, a voices directory with "narrator", and the service. */
+/** A fake XTTS, a voices directory with "narrator", and the service over a real nats-server. */
 async function setup(options: SetupOptions = {}) {
-  const server = await startNatsServer({ jetstream: false });
   const xtts = startFakeXtts(options.xtts);
   const dir = await Deno.makeTempDir();
   await writeVoice(dir, "narrator", {
@@ -56,11 +55,9 @@ async function setup(options: SetupOptions = {}) {
     ...(options.defaultSpeaker ? { defaultSpeaker: options.defaultSpeaker } : {}),
   });
   const voices = await startVoiceRegistry({ dir, tts, logger: quiet, refreshMs: 0 });
-  const serviceConn = await connectNats({ servers: server.url, name: "tts-module" });
-  const client = await connectNats({ servers: server.url, name: "client" });
-  const service = createService(serviceConn, {
+  const t = await startTestService({
     name: "tts-module",
-    logger: quiet,
+    shutdownGraceMs: 1000,
     endpoints: createTtsEndpoints({
       tts,
       voices,
@@ -71,41 +68,37 @@ async function setup(options: SetupOptions = {}) {
       ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}),
     }),
   });
-  await service.start();
+  const client = t.nc;
   return {
     xtts,
     dir,
     client,
     /** Sends a TTSRequest for the session and waits for the reply. */
     synthesize(sessionId: string, req: MessageInitShape<typeof TTSRequestSchema>) {
-      return request(
-        client,
+      return t.request(
         `ai.voice.tts.request.${sessionId}`,
         TTSRequestSchema,
         req,
         TTSFullResponseSchema,
-        { timeout: 10_000 },
+        { timeoutMs: 10_000 },
       );
     },
     /** Collects the statuses of a session (wildcards allowed). */
     async statuses(sessionId: string) {
-      const statuses = collect(client, `ai.voice.tts.status.${sessionId}`, TTSStatusSchema);
+      const statuses = t.collect(`ai.voice.tts.status.${sessionId}`, TTSStatusSchema);
       await client.flush();
       return statuses;
     },
     /** Collects the streamed chunks of a session (wildcards allowed). */
     async chunks(sessionId: string) {
-      const chunks = collect(client, `ai.voice.tts.audio.${sessionId}`, TTSAudioChunkSchema);
+      const chunks = t.collect(`ai.voice.tts.audio.${sessionId}`, TTSAudioChunkSchema);
       await client.flush();
       return chunks;
     },
     async [Symbol.asyncDispose]() {
-      await service.stop({ graceMs: 1000 });
+      await t[Symbol.asyncDispose]();
       voices[Symbol.dispose]();
-      await serviceConn.close();
-      await client.close();
       await xtts.close();
-      await server[Symbol.asyncDispose]();
       await Deno.remove(dir, { recursive: true });
     },
   };

@@ -5,9 +5,13 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { ttsService } from "./service.ts";
  *
- * console.log(ttsService.name, ttsService.spec.ttsVoicesDir.name); // tts-module TTS_VOICES_DIR
+ * assert.deepEqual([ttsService.name, ttsService.spec.ttsVoicesDir.name], [
+ *   "tts-module",
+ *   "TTS_VOICES_DIR",
+ * ]);
  * ```
  *
  * @module

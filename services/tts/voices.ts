@@ -20,20 +20,29 @@
  * Requires `--allow-read=<voices dir>`.
  *
  * @example Scan a directory and speak with a voice
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { createTtsClient } from "@homelab/handler-base/clients/tts";
+ * import { wrapPcmAsWav } from "@homelab/handler-base/clients/wav";
  * import { createLogger } from "@homelab/handler-base/log";
+ * import { startFakeXtts } from "@homelab/handler-base/testing";
  * import { startVoiceRegistry } from "./voices.ts";
  *
- * const tts = createTtsClient({ baseUrl: "http://tts:8000" });
+ * const dir = await Deno.makeTempDir(); // in the cluster: /voices
+ * await Deno.mkdir(`${dir}/narrator`);
+ * await Deno.writeFile(`${dir}/narrator/reference.wav`, wrapPcmAsWav(new Uint8Array(4800)));
+ * await using xtts = startFakeXtts();
+ * const tts = createTtsClient({ baseUrl: xtts.url });
  * using voices = await startVoiceRegistry({
- *   dir: "/voices",
+ *   dir,
  *   tts,
- *   logger: createLogger({ service: "tts-module" }),
+ *   logger: createLogger({ service: "tts-module", write: () => {} }),
  * });
- * console.log(voices.list().map((v) => v.name));
+ * assert.deepEqual(voices.list().map((v) => v.name), ["narrator"]);
  * const speaker = await voices.latents("narrator");
- * await tts.synthesize("Hello.", { speaker });
+ * const { format } = await tts.synthesize("Hello.", { speaker });
+ * assert.equal(format.sampleRate, 24000);
+ * await Deno.remove(dir, { recursive: true });
  * ```
  *
  * @module
@@ -88,7 +97,26 @@ export interface VoiceRegistryOptions {
    * @default none: dispose the registry instead
    */
   signal?: AbortSignal;
+  /**
+   * The timers of the periodic scan (a test drives the scans with its own).
+   *
+   * @default the global `setInterval` and `clearInterval`
+   */
+  timers?: IntervalTimers;
 }
+
+/** The interval timers the periodic scan runs on. */
+export interface IntervalTimers {
+  /** Calls `fn` every `ms` milliseconds; returns a handle for `clearInterval`. */
+  setInterval(fn: () => void, ms: number): unknown;
+  /** Stops an interval set with `setInterval`. */
+  clearInterval(handle: unknown): void;
+}
+
+const SYSTEM_TIMERS: IntervalTimers = {
+  setInterval: (fn, ms) => setInterval(fn, ms),
+  clearInterval: (handle) => clearInterval(handle as ReturnType<typeof setInterval>),
+};
 
 /** Options of calls that wait. */
 export interface VoiceCallOptions {
@@ -281,6 +309,7 @@ async function loadVoice(
  *
  * @example A registry without a directory has no voices
  * ```ts
+ * import assert from "node:assert/strict";
  * import { createLogger } from "@homelab/handler-base/log";
  * import { startVoiceRegistry } from "./voices.ts";
  *
@@ -288,7 +317,7 @@ async function loadVoice(
  *   tts: { cloneSpeaker: () => Promise.reject(new Error("unused")) },
  *   logger: createLogger({ service: "demo", write: () => {} }),
  * });
- * console.log(voices.list().length); // 0
+ * assert.equal(voices.list().length, 0);
  * ```
  */
 export async function startVoiceRegistry(options: VoiceRegistryOptions): Promise<VoiceRegistry> {
@@ -391,14 +420,15 @@ export async function startVoiceRegistry(options: VoiceRegistryOptions): Promise
   }
 
   await refresh();
-  let timer: ReturnType<typeof setInterval> | undefined;
+  const timers = options.timers ?? SYSTEM_TIMERS;
+  let timer: unknown;
   function stop(): void {
-    clearInterval(timer);
+    if (timer !== undefined) timers.clearInterval(timer);
     timer = undefined;
     signal?.removeEventListener("abort", stop);
   }
   if (dir !== undefined && refreshMs > 0 && !signal?.aborted) {
-    timer = setInterval(() => {
+    timer = timers.setInterval(() => {
       refresh().catch((error) => logger.error("Cannot rescan the voices", { error }));
     }, refreshMs);
     signal?.addEventListener("abort", stop, { once: true });

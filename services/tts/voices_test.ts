@@ -1,10 +1,11 @@
 import assert from "node:assert/strict";
+import { deadline } from "@homelab/handler-base/async";
 import { createTtsClient } from "@homelab/handler-base/clients/tts";
 import { InvalidArgumentError } from "@homelab/handler-base/errors";
 import { createLogger, type Logger } from "@homelab/handler-base/log";
 import { startFakeXtts } from "@homelab/handler-base/testing";
 import { testWav, writeVoice } from "./test_helpers.ts";
-import { startVoiceRegistry } from "./voices.ts";
+import { type IntervalTimers, startVoiceRegistry } from "./voices.ts";
 
 /** A debug logger that keeps its lines and wakes waiters on each one. */
 function recordingLogger() {
@@ -30,6 +31,28 @@ function recordingLogger() {
     });
   }
   return { logger, lines, next };
+}
+
+/** Interval timers that fire only when the test says so. */
+function manualIntervals() {
+  const intervals = new Map<number, { fn: () => void; ms: number }>();
+  let nextId = 1;
+  const timers: IntervalTimers = {
+    setInterval(fn, ms) {
+      intervals.set(nextId, { fn, ms });
+      return nextId++;
+    },
+    clearInterval(handle) {
+      intervals.delete(handle as number);
+    },
+  };
+  return {
+    timers,
+    /** The periods of the running intervals. */
+    periods: () => [...intervals.values()].map((i) => i.ms),
+    /** Fires every running interval once. */
+    fire: () => [...intervals.values()].forEach((i) => i.fn()),
+  };
 }
 
 const unusedTts = { cloneSpeaker: () => Promise.reject(new Error("Cannot clone in this test")) };
@@ -237,28 +260,26 @@ Deno.test("latents() of a voice whose WAV vanished since the scan is a clear Int
 Deno.test("the periodic scan finds a new voice, and stops when the signal fires", async () => {
   const dir = await Deno.makeTempDir();
   try {
-    const { logger, lines, next } = recordingLogger();
+    const { logger, next } = recordingLogger();
+    const intervals = manualIntervals();
     const stop = new AbortController();
     const voices = await startVoiceRegistry({
       dir,
       tts: unusedTts,
       logger,
-      refreshMs: 5,
+      refreshMs: 60_000,
       signal: stop.signal,
+      timers: intervals.timers,
     });
     assert.deepEqual(voices.list(), []);
+    assert.deepEqual(intervals.periods(), [60_000]);
     await writeVoice(dir, "oma", { "reference.wav": testWav(100) });
-    // The scan that starts after the write has finished once two more scans end.
-    await next("Scanned the voices directory");
-    await next("Scanned the voices directory");
+    const scanned = next("Scanned the voices directory");
+    intervals.fire();
+    await deadline(scanned, 10_000, { what: "the periodic scan" });
     assert.deepEqual(voices.list().map((v) => v.name), ["oma"]);
     stop.abort();
-    await voices.refresh();
-    // Absence of scans can only be watched for a while: ten periods here.
-    const scans = () => lines.filter((l) => l.msg === "Scanned the voices directory").length;
-    const before = scans();
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    assert.equal(scans(), before);
+    assert.deepEqual(intervals.periods(), [], "the signal stops the periodic scan");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
