@@ -6,7 +6,8 @@
  *
  * Each concern is also its own entry point (`@homelab/handler-base/config`,
  * `/natsutil`, `/health`, `/telemetry`, `/handler`, `/run`, `/jetstream`,
- * `/discovery`, `/messages`, `/errors`, `/log`, `/async`, `/clients/<name>`,
+ * `/discovery`, `/messages`, `/errors`, `/log`, `/async`, `/sessions`,
+ * `/session-affinity`, `/clients/<name>`,
  * `/testing`): import only what you use.
  *
  * @example A service in a few lines
@@ -46,4 +47,6 @@ export * from "./main.ts";
 export * from "./messages.ts";
 export * from "./natsutil.ts";
 export * from "./run.ts";
+export * from "./session_affinity.ts";
+export * from "./sessions.ts";
 export * from "./telemetry.ts";
