@@ -18,6 +18,12 @@
  *   message of such a session is claimed by a live replica (after at most
  *   `ttlMs + recheckMs`). A replica that finds its claim taken (it was paused
  *   longer than the TTL) gives the session up and is told through `onLost`.
+ * - Balancing: each replica also keeps a membership key (`m.<replica>`,
+ *   refreshed with its claims). For a new session every replica ranks the
+ *   members by rendezvous hashing (highest hash of session and member
+ *   first); the first ranked claims at once, the others wait
+ *   `claimStaggerMs` per rank, so sessions spread evenly and a missing
+ *   member only delays the claim.
  * - {@linkcode SessionAffinity.admit} runs the work of one message only on
  *   the owner and keeps the arrival order even while a claim is in flight.
  * - When the bucket cannot be reached (no JetStream), a replica takes the
@@ -39,6 +45,7 @@
  * @module
  */
 import { type KV, Kvm } from "@nats-io/kv";
+import { delay } from "./async.ts";
 import type { Logger } from "./log.ts";
 import type { NatsConnection } from "./natsutil.ts";
 
@@ -67,6 +74,15 @@ export interface SessionAffinityOptions {
    */
   recheckMs?: number;
   /**
+   * Balancing: the replicas rank each new session by rendezvous hashing over
+   * the live members; the first claims at once, the n-th waits n times this
+   * long first (in case the ones before it are gone). The session's messages
+   * wait, in order, meanwhile.
+   *
+   * @default 100
+   */
+  claimStaggerMs?: number;
+  /**
    * Told when this replica loses a session it held (its claim expired and
    * another replica took it); the caller drops the session's state.
    *
@@ -87,6 +103,26 @@ export interface SessionAffinityOptions {
   now?: () => number;
 }
 
+/** Options of {@linkcode SessionAffinity.admit}. */
+export interface AdmitOptions {
+  /**
+   * The message starts a session: it takes over a session that ended.
+   *
+   * @default false
+   */
+  reopen?: boolean;
+}
+
+/** Options of {@linkcode SessionAffinity.release}. */
+export interface ReleaseOptions {
+  /**
+   * The session ended (as opposed to being handed over).
+   *
+   * @default true
+   */
+  ended?: boolean;
+}
+
 /** Routes each session to one replica; see the module doc. */
 export interface SessionAffinity extends AsyncDisposable {
   /** This replica's id. */
@@ -97,15 +133,27 @@ export interface SessionAffinity extends AsyncDisposable {
    *
    * @param sessionId The session id.
    * @param work The message's work.
+   * @param options `reopen: true` for a message that starts a session: it may
+   * take over a session that ended (see {@linkcode SessionAffinity.release}).
    * @returns The work's result, or `undefined` when another replica owns the session.
    */
-  admit<T>(sessionId: string, work: () => T | Promise<T>): Promise<T | undefined>;
+  admit<T>(
+    sessionId: string,
+    work: () => T | Promise<T>,
+    options?: AdmitOptions,
+  ): Promise<T | undefined>;
   /**
-   * Gives a session up (it ended): deletes the claim if this replica holds it.
+   * Gives a session up, if this replica holds it. A session that `ended`
+   * keeps an "ended" claim until the TTL, so that its late messages, which
+   * other replicas may still be deciding about, are dropped rather than
+   * opening it again elsewhere; only a `reopen` message takes it over. A
+   * session handed over (the replica stops) is deleted, so that its next
+   * message opens it on a live replica at once.
    *
    * @param sessionId The session id.
+   * @param options Whether the session ended.
    */
-  release(sessionId: string): Promise<void>;
+  release(sessionId: string, options?: ReleaseOptions): Promise<void>;
   /** The sessions this replica owns. */
   owned(): string[];
   /** Refreshes every claim now (a timer does it every `ttlMs / 3`). */
@@ -118,6 +166,23 @@ type Decision =
   | { kind: "pending"; gate: Promise<boolean> };
 
 const MINE: Promise<boolean> = Promise.resolve(true);
+const ENDED_PREFIX = "ended:";
+const ENDED = "(ended)";
+
+/** FNV-1a over "session/member": the rendezvous hashing score. */
+function rendezvousScore(sessionId: string, member: string): number {
+  let hash = 0x811c9dc5;
+  const text = `${sessionId}/${member}`;
+  for (let i = 0; i < text.length; i++) {
+    hash ^= text.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193) >>> 0;
+  }
+  // A final mix, so that close inputs spread over the whole range.
+  hash ^= hash >>> 16;
+  hash = Math.imul(hash, 0x85ebca6b) >>> 0;
+  hash ^= hash >>> 13;
+  return hash >>> 0;
+}
 
 /**
  * The key of a session in the bucket: the id itself when it is a valid key
@@ -169,7 +234,9 @@ export async function createSessionAffinity(
     throw new RangeError(`Cannot create session affinity: ttlMs ${ttlMs} is below 300`);
   }
   const kv = await new Kvm(nc).create(options.bucket, { ttl: ttlMs, history: 1 });
-  return new KvSessionAffinity(kv, { ...options, ttlMs });
+  const affinity = new KvSessionAffinity(kv, { ...options, ttlMs });
+  await affinity.announce();
+  return affinity;
 }
 
 class KvSessionAffinity implements SessionAffinity {
@@ -182,6 +249,7 @@ class KvSessionAffinity implements SessionAffinity {
   readonly #options: SessionAffinityOptions;
   readonly #timer: ReturnType<typeof setInterval>;
   #refreshing: Promise<void> | undefined;
+  #members: string[] = [];
   #closed = false;
 
   constructor(kv: KV, options: SessionAffinityOptions & { ttlMs: number }) {
@@ -197,26 +265,36 @@ class KvSessionAffinity implements SessionAffinity {
     );
   }
 
-  admit<T>(sessionId: string, work: () => T | Promise<T>): Promise<T | undefined> {
+  admit<T>(
+    sessionId: string,
+    work: () => T | Promise<T>,
+    options: AdmitOptions = {},
+  ): Promise<T | undefined> {
     let decision = this.#decisions.get(sessionId);
     if (decision?.kind === "other") {
-      if (this.#now() - decision.checkedAt < this.#recheckMs) return Promise.resolve(undefined);
+      const fresh = this.#now() - decision.checkedAt < this.#recheckMs;
+      if (fresh && !(options.reopen && decision.owner === ENDED)) return Promise.resolve(undefined);
       decision = undefined;
     }
     if (!decision) {
-      decision = { kind: "pending", gate: this.#decide(sessionId) };
+      decision = { kind: "pending", gate: this.#decide(sessionId, options.reopen ?? false) };
       this.#decisions.set(sessionId, decision);
     }
     return decision.gate.then((mine) => (mine ? work() : undefined));
   }
 
-  async release(sessionId: string): Promise<void> {
+  async release(sessionId: string, options: ReleaseOptions = {}): Promise<void> {
     const decision = this.#decisions.get(sessionId);
     if (decision?.kind !== "mine") return;
     this.#decisions.delete(sessionId);
     if (decision.revision === 0) return;
+    const key = sessionKey(sessionId);
     try {
-      await this.#kv.delete(sessionKey(sessionId), { previousSeq: decision.revision });
+      if (options.ended ?? true) {
+        await this.#kv.update(key, `${ENDED_PREFIX}${this.replicaId}`, decision.revision);
+      } else {
+        await this.#kv.delete(key, { previousSeq: decision.revision });
+      }
     } catch (error) {
       // Taken over or already expired: either way it is not ours any more.
       this.#options.logger?.debug("Session claim not released", { session_id: sessionId, error });
@@ -237,11 +315,14 @@ class KvSessionAffinity implements SessionAffinity {
     this.#closed = true;
     clearInterval(this.#timer);
     await this.#refreshing;
-    await Promise.all(this.owned().map((id) => this.release(id)));
+    await Promise.all(this.owned().map((id) => this.release(id, { ended: false })));
+    await this.#kv.delete(`m.${this.replicaId}`).catch(() => {});
   }
 
-  async #decide(sessionId: string): Promise<boolean> {
+  async #decide(sessionId: string, reopen: boolean): Promise<boolean> {
     const key = sessionKey(sessionId);
+    const wait = this.#rank(sessionId) * (this.#options.claimStaggerMs ?? 100);
+    if (wait > 0) await delay(wait);
     for (let attempt = 0; attempt < 2; attempt++) {
       try {
         const revision = await this.#kv.create(key, this.replicaId);
@@ -256,6 +337,18 @@ class KvSessionAffinity implements SessionAffinity {
         }
         if (entry && entry.operation === "PUT") {
           const owner = entry.string();
+          if (owner.startsWith(ENDED_PREFIX)) {
+            if (reopen) {
+              try {
+                this.#mine(sessionId, await this.#kv.update(key, this.replicaId, entry.revision));
+                return true;
+              } catch {
+                continue; // another replica reopened it first: look again
+              }
+            }
+            this.#decisions.set(sessionId, { kind: "other", owner: ENDED, checkedAt: this.#now() });
+            return false;
+          }
           if (owner === this.replicaId) {
             this.#mine(sessionId, entry.revision);
             return true;
@@ -268,6 +361,28 @@ class KvSessionAffinity implements SessionAffinity {
       }
     }
     return false;
+  }
+
+  /** This replica's place among the members for a session (0 = first). */
+  #rank(sessionId: string): number {
+    const mine = rendezvousScore(sessionId, this.replicaId);
+    let rank = 0;
+    for (const member of this.#members) {
+      if (member !== this.replicaId && rendezvousScore(sessionId, member) > mine) rank++;
+    }
+    return rank;
+  }
+
+  /** Writes this replica's membership key and reads the others'. */
+  async announce(): Promise<void> {
+    try {
+      await this.#kv.put(`m.${this.replicaId}`, this.replicaId);
+      const members = new Set<string>([this.replicaId]);
+      for await (const key of await this.#kv.keys("m.*")) members.add(key.slice(2));
+      this.#members = [...members];
+    } catch (error) {
+      this.#options.logger?.warn("Cannot refresh the replica membership", { error });
+    }
   }
 
   #mine(sessionId: string, revision: number): void {
@@ -293,6 +408,7 @@ class KvSessionAffinity implements SessionAffinity {
         this.#decisions.delete(sessionId);
       }
     }
+    work.push(this.announce());
     await Promise.all(work);
   }
 
@@ -311,6 +427,7 @@ class KvSessionAffinity implements SessionAffinity {
     try {
       const entry = await this.#kv.get(key);
       if (entry && entry.operation === "PUT" && entry.string() !== this.replicaId) {
+        // Taken by another replica, or ended and reopened elsewhere.
         this.#lose(sessionId, entry.string());
         return;
       }

@@ -46,7 +46,7 @@ Deno.test("SessionAffinity: three replicas, each session owned by exactly one, o
   }
 });
 
-Deno.test("SessionAffinity: a released session is claimed by the next replica that sees it", async () => {
+Deno.test("SessionAffinity: an ended session drops late messages until reopened; a handed-over one moves at once", async () => {
   await using server = await startNatsServer();
   const [a, b] = await Promise.all([0, 1].map(() => connect({ servers: server.url })));
   try {
@@ -62,9 +62,13 @@ Deno.test("SessionAffinity: a released session is claimed by the next replica th
     });
     assert.equal(await ra.admit("s", () => "a"), "a");
     assert.equal(await rb.admit("s", () => "b"), undefined);
-    await ra.release("s");
-    assert.equal(await rb.admit("s", () => "b"), "b");
+    await ra.release("s"); // ended
+    assert.equal(await rb.admit("s", () => "b"), undefined, "a late chunk opens nothing");
+    assert.equal(await rb.admit("s", () => "b", { reopen: true }), "b", "a start reopens it");
     assert.equal(await ra.admit("s", () => "a"), undefined);
+    await rb.release("s", { ended: false }); // handed over (shutdown)
+    assert.equal(await ra.admit("s2", () => "a"), "a");
+    assert.equal(await ra.admit("s", () => "a"), "a", "the next chunk opens it at once");
   } finally {
     await Promise.all([a!.close(), b!.close()]);
   }

@@ -39,6 +39,11 @@ export const SERVICES: readonly ServiceEntry[] = [
     entry: "services/tts.ts",
     load: async () => (await import("./tts/service.ts")).ttsService,
   },
+  {
+    name: "stt-module",
+    entry: "services/stt.ts",
+    load: async () => (await import("./stt/service.ts")).sttService,
+  },
 ];
 
 /**

@@ -81,8 +81,14 @@ export interface SttHandlerOptions {
   settings: SttSettings;
   /** The logger. */
   logger: Logger;
-  /** Routes sessions across replicas; omit for a single replica. @default none */
-  affinity?: SessionAffinity;
+  /**
+   * Routes sessions across replicas; omit for a single replica. A promise
+   * (the affinity is made once NATS is connected) holds messages, in order,
+   * until it resolves.
+   *
+   * @default none
+   */
+  affinity?: SessionAffinity | Promise<SessionAffinity>;
   /** The most sessions open at once. @default 200 */
   maxSessions?: number;
   /** The most audio bytes queued (not yet processed) per session. @default 4 MiB */
@@ -116,7 +122,10 @@ interface Queued {
  * @returns The handler.
  */
 export function createSttHandler(options: SttHandlerOptions): SttHandler {
-  const { stt, fvad, settings, logger, affinity } = options;
+  const { stt, fvad, settings, logger } = options;
+  let affinity: SessionAffinity | undefined;
+  const affinityReady = options.affinity ? Promise.resolve(options.affinity) : undefined;
+  affinityReady?.then((ready) => (affinity = ready), () => {});
   const maxQueuedBytes = options.maxQueuedBytes ?? 4 * 1024 * 1024;
   let nc: NatsConnection | undefined;
   const queued = new Map<string, Queued>();
@@ -174,7 +183,7 @@ export function createSttHandler(options: SttHandlerOptions): SttHandler {
     close: async (session, sessionId, reason) => {
       logger.info("Session closed", { session_id: sessionId, reason });
       await session.finish(reason);
-      if (reason !== "lost") await affinity?.release(sessionId);
+      if (reason !== "lost") await affinity?.release(sessionId, { ended: reason !== "shutdown" });
     },
     onError: (error, sessionId) => logger.error("Session failed", { session_id: sessionId, error }),
   });
@@ -232,7 +241,7 @@ export function createSttHandler(options: SttHandlerOptions): SttHandler {
     subject: STT_STREAM_SUBJECT,
     name: "stream",
     request: STTStreamMessageSchema,
-    ...(affinity ? { queue: false as const } : {}),
+    ...(affinityReady ? { queue: false as const } : {}),
     // handle() only queues the message on its session (the session table
     // bounds the work), so slots free at once; a burst that NATS delivers in
     // one read must not hit the runtime's pending limit.
@@ -255,8 +264,15 @@ export function createSttHandler(options: SttHandlerOptions): SttHandler {
           return Promise.resolve();
         }
       };
+      const admitOptions = { reopen: message.type === "start" };
       // Queued, not awaited: the session's own queue keeps the order.
-      track(affinity ? affinity.admit(sessionId, work) : work());
+      track(
+        affinity
+          ? affinity.admit(sessionId, work, admitOptions)
+          : affinityReady
+          ? affinityReady.then((ready) => ready.admit(sessionId, work, admitOptions))
+          : work(),
+      );
       return Promise.resolve();
     },
   });
