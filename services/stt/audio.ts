@@ -180,7 +180,7 @@ export class PcmConverter {
       bytes.set(chunk, this.#pending.length);
     }
     const whole = bytes.length - (bytes.length % frameBytes);
-    this.#pending = bytes.slice(whole);
+    this.#pending = new Uint8Array(bytes.subarray(whole));
     const mono = toMono16(bytes.subarray(0, whole), this.#format);
     return this.#step === 1 ? mono : this.#resample(mono);
   }
@@ -238,6 +238,8 @@ export class PcmConverter {
   }
 }
 
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
 function outputRateFor(rate: number): number {
   return VAD_SAMPLE_RATES.includes(rate) ? rate : 16000;
 }
@@ -249,6 +251,8 @@ function toMono16(bytes: Uint8Array, format: StreamFormat): Int16Array {
   const out = new Int16Array(frames);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (channels === 1 && bitDepth === 16) {
+    // A copy into a fresh buffer (`slice` of a Node Buffer would be a view of its pool).
+    if (LITTLE_ENDIAN) return new Int16Array(new Uint8Array(bytes).buffer, 0, frames);
     for (let i = 0; i < frames; i++) out[i] = view.getInt16(i * 2, true);
     return out;
   }
