@@ -14,6 +14,7 @@
  * @module
  */
 import { sttClientFromConfig } from "@homelab/handler-base/clients/stt";
+import type { ReadinessCheck } from "@homelab/handler-base/health";
 import { defineService } from "@homelab/handler-base/main";
 import {
   createSessionAffinity,
@@ -56,11 +57,13 @@ export const sttService = defineService({
     });
     handler.sessions.start({ signal });
     let claims: SessionAffinity | undefined;
+    const checks: Record<string, ReadinessCheck> = {};
+    if (affinity) {
+      checks.affinity = () => (claims ? true : "the session-affinity bucket is not open yet");
+    }
     return {
       endpoints: [handler.endpoint],
-      checks: affinity
-        ? { affinity: () => (claims ? true : "the session-affinity bucket is not open yet") }
-        : {},
+      checks,
       async onStart(service) {
         if (!affinity) return;
         try {
