@@ -8,7 +8,7 @@
  * `/natsutil`, `/health`, `/telemetry`, `/endpoint`, `/service`, `/run`,
  * `/main`, `/streams`, `/consume-config`, `/consumer`, `/dead-letters`,
  * `/durable-publish`, `/confirmed-publish`, `/discovery`, `/messages`,
- * `/errors`, `/log`, `/async`, `/text`, `/clients/<name>`, `/cli`,
+ * `/errors`, `/log`, `/async`, `/text`, `/sessions`, `/session-affinity`, `/clients/<name>`, `/cli`,
  * `/testing`; `/handler` gathers endpoint and service, `/jetstream` the
  * JetStream modules): import only what you use. The glue between a service
  * and its message sources is internal and not exported.
@@ -65,5 +65,7 @@ export * from "./natsutil.ts";
 export * from "./run.ts";
 export * from "./service.ts";
 export * from "./streams.ts";
+export * from "./session_affinity.ts";
+export * from "./sessions.ts";
 export * from "./telemetry.ts";
 export * from "./text.ts";

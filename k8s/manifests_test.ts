@@ -51,7 +51,8 @@ Deno.test("kubectl kustomize k8s/ renders every service hardened, probed and sca
     );
     assert.deepEqual(undeclared, [], `${service.name} sets variables it may not read`);
     const value = (name: string) => env.find((e) => e.name === name)?.value;
-    assert.equal(value("CONSUME_MODE"), "jetstream");
+    // A service with durable consumers reads them in the cluster; one without stays core.
+    assert.equal(value("CONSUME_MODE"), service.deploy.consumers.length ? "jetstream" : "core");
     for (const secret of ["NATS_USER", "NATS_PASSWORD"]) {
       const ref = env.find((e) => e.name === secret);
       assert.ok(ref?.valueFrom?.secretKeyRef && ref.value === undefined, `${secret} inline`);
@@ -72,10 +73,18 @@ Deno.test("kubectl kustomize k8s/ renders every service hardened, probed and sca
     assert.ok(pod.terminationGracePeriodSeconds > Number(value("SHUTDOWN_GRACE_MS")) / 1000);
     find(all, "PodDisruptionBudget", service.name);
     const triggers = find(all, "ScaledObject", service.name).spec.triggers;
-    assert.deepEqual(
-      triggers.map((t: Manifest) => [t.type, t.metadata.stream, t.metadata.consumer]),
-      service.deploy.consumers.map((c) => ["nats-jetstream", c.stream, c.durable]),
-    );
+    if (service.deploy.consumers.length) {
+      assert.deepEqual(
+        triggers.map((t: Manifest) => [t.type, t.metadata.stream, t.metadata.consumer]),
+        service.deploy.consumers.map((c) => ["nats-jetstream", c.stream, c.durable]),
+      );
+    } else {
+      // No lag to read: CPU against the container's request.
+      assert.deepEqual(triggers.map((t: Manifest) => [t.type, t.metricType]), [
+        ["cpu", "Utilization"],
+      ]);
+      assert.ok(container.resources.requests.cpu);
+    }
     const egress = find(all, "NetworkPolicy", service.name).spec.egress;
     const ports = egress.flatMap((rule: Manifest) => rule.ports.map((p: Manifest) => p.port));
     assert.ok(ports.includes(4222) && ports.includes(53), `${service.name}: ${ports}`);

@@ -124,7 +124,7 @@ function deployment(service: ServiceEntry, definition: ServiceDefinition): Yaml 
     });
   }
   const fixed: Record<string, string> = {
-    CONSUME_MODE: "jetstream",
+    CONSUME_MODE: deploy.consumers.length ? "jetstream" : "core",
     SHUTDOWN_GRACE_MS: String(deploy.graceSeconds * 1000),
     ...deploy.env,
   };
@@ -215,16 +215,22 @@ function scaledObject(service: ServiceEntry): Yaml {
       scaleTargetRef: { name: service.name },
       minReplicaCount: 1,
       maxReplicaCount: service.deploy.maxReplicas,
-      triggers: service.deploy.consumers.map((consumer) => ({
-        type: "nats-jetstream",
-        metadata: {
-          natsServerMonitoringEndpoint: "nats.ai-ml.svc.cluster.local:8222",
-          account: "$G",
-          stream: consumer.stream,
-          consumer: consumer.durable,
-          lagThreshold: "10",
-        },
-      })),
+      triggers: service.deploy.consumers.length
+        ? service.deploy.consumers.map((consumer) => ({
+          type: "nats-jetstream",
+          metadata: {
+            natsServerMonitoringEndpoint: "nats.ai-ml.svc.cluster.local:8222",
+            account: "$G",
+            stream: consumer.stream,
+            consumer: consumer.durable,
+            lagThreshold: "10",
+          },
+        }))
+        : [{
+          type: "cpu",
+          metricType: "Utilization",
+          metadata: { value: String(service.deploy.cpuScaleTarget ?? 60) },
+        }],
     },
   };
 }

@@ -58,6 +58,11 @@ export interface DeployProfile {
   readonly cpu: string;
   /** The shutdown grace (`SHUTDOWN_GRACE_MS`) in the cluster, in seconds. */
   readonly graceSeconds: number;
+  /**
+   * The CPU utilization (percent of the request) KEDA scales on, for a service without
+   * durable consumers to read lag from.
+   */
+  readonly cpuScaleTarget?: number;
   /** The most replicas KEDA may run. */
   readonly maxReplicas: number;
   /** More environment of the Deployment (variables the service declares). */
@@ -168,6 +173,36 @@ export const SERVICES: readonly ServiceEntry[] = [
       },
     },
     load: async () => (await import("./pipeline_bridge/service.ts")).pipelineBridgeService,
+  },
+  {
+    name: "stt-module",
+    entry: "services/stt.ts",
+    deploy: {
+      // Every replica sees every chunk (affinity decides who acts, docs/STT.md): no consumer
+      // lag to read, so KEDA scales on the CPU the VAD costs.
+      consumers: [],
+      cpuScaleTarget: 60,
+      memoryMiB: 256,
+      memoryRequestMiB: 96,
+      cpu: "100m",
+      graceSeconds: 30,
+      maxReplicas: 4,
+      env: { STT_AFFINITY: "kv", STT_CLAIM_TTL_MS: "10000", STT_MAX_SESSIONS: "200" },
+      nats: {
+        subscribe: ["ai.voice.stream.>"],
+        publish: [
+          "ai.voice.transcription.>",
+          // The session claims: the key-value bucket stt_sessions and its stream's API.
+          "$KV.stt_sessions.>",
+          "$JS.API.INFO",
+          "$JS.API.STREAM.CREATE.KV_stt_sessions",
+          "$JS.API.STREAM.INFO.KV_stt_sessions",
+          "$JS.API.STREAM.MSG.GET.KV_stt_sessions",
+          "$JS.API.DIRECT.GET.KV_stt_sessions.>",
+        ],
+      },
+    },
+    load: async () => (await import("./stt/service.ts")).sttService,
   },
 ];
 

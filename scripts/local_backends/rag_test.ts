@@ -105,7 +105,10 @@ Deno.test("Milvus stand-in: failures are a 200 with Milvus's codes", async () =>
 
 Deno.test("Local RAG: a question about the project gets passages of its docs and an answer citing them", async () => {
   await using embeddings = startEmbeddingsStandIn();
-  await using milvus = await startMilvusStandIn();
+  // A fixed corpus laid out as a project: the repository's own docs change with every feature.
+  await using milvus = await startMilvusStandIn({
+    root: new URL("testdata/project/", import.meta.url),
+  });
   await using reranker = startRerankerStandIn();
   await using llm = startLlmStandIn({ firstTokenDelayMs: 1, tokenIntervalMs: 1 });
   assert.ok(milvus.rows.some((row) => row.source === "README.md"));

@@ -1,0 +1,146 @@
+import assert from "node:assert/strict";
+import { connect } from "@nats-io/transport-node";
+import { createSessionAffinity, sessionKey } from "./session_affinity.ts";
+import { startNatsServer } from "./testing/nats_server.ts";
+
+Deno.test("sessionKey() keeps valid tokens and hex-encodes the rest", () => {
+  assert.equal(sessionKey("abc_1-2"), "abc_1-2");
+  assert.equal(sessionKey("a b"), "x-612062");
+  assert.equal(sessionKey("x-1"), "x-782d31"); // never collides with an encoded key
+  assert.equal(sessionKey("é"), "x-c3a9");
+});
+
+Deno.test("SessionAffinity: three replicas, each session owned by exactly one, order kept while claiming", async () => {
+  await using server = await startNatsServer();
+  const ncs = await Promise.all([0, 1, 2].map(() => connect({ servers: server.url })));
+  try {
+    const replicas = await Promise.all(
+      ncs.map((nc, i) => createSessionAffinity(nc, { bucket: "t_sessions", replicaId: `r${i}` })),
+    );
+    const handled = new Map<string, string[]>();
+    const calls: Promise<unknown>[] = [];
+    for (let s = 0; s < 30; s++) {
+      for (let chunk = 0; chunk < 5; chunk++) {
+        for (const [i, replica] of replicas.entries()) {
+          calls.push(replica.admit(`s${s}`, () => {
+            const list = handled.get(`s${s}`) ?? [];
+            list.push(`r${i}:${chunk}`);
+            handled.set(`s${s}`, list);
+          }));
+        }
+      }
+    }
+    await Promise.all(calls);
+    assert.equal(handled.size, 30);
+    const owners = new Set<string>();
+    for (const [id, list] of handled) {
+      const owner = list[0]!.split(":")[0]!;
+      owners.add(owner);
+      assert.deepEqual(list, [0, 1, 2, 3, 4].map((c) => `${owner}:${c}`), id);
+    }
+    const owned = replicas.flatMap((r) => r.owned()).sort();
+    assert.equal(owned.length, 30);
+    for (const r of replicas) await r[Symbol.asyncDispose]();
+  } finally {
+    await Promise.all(ncs.map((nc) => nc.close()));
+  }
+});
+
+Deno.test("SessionAffinity: an ended session drops late messages until reopened; a handed-over one moves at once", async () => {
+  await using server = await startNatsServer();
+  const [a, b] = await Promise.all([0, 1].map(() => connect({ servers: server.url })));
+  try {
+    await using ra = await createSessionAffinity(a!, {
+      bucket: "t_rel",
+      replicaId: "a",
+      recheckMs: 0,
+    });
+    await using rb = await createSessionAffinity(b!, {
+      bucket: "t_rel",
+      replicaId: "b",
+      recheckMs: 0,
+    });
+    assert.equal(await ra.admit("s", () => "a"), "a");
+    assert.equal(await rb.admit("s", () => "b"), undefined);
+    await ra.release("s"); // ended
+    assert.equal(await rb.admit("s", () => "b"), undefined, "a late chunk opens nothing");
+    assert.equal(await rb.admit("s", () => "b", { reopen: true }), "b", "a start reopens it");
+    assert.equal(await ra.admit("s", () => "a"), undefined);
+    await rb.release("s", { ended: false }); // handed over (shutdown)
+    assert.equal(await ra.admit("s2", () => "a"), "a");
+    assert.equal(await ra.admit("s", () => "a"), "a", "the next chunk opens it at once");
+  } finally {
+    await Promise.all([a!.close(), b!.close()]);
+  }
+});
+
+Deno.test("SessionAffinity: a dead replica's sessions are claimed by a live one after the TTL, never before", async () => {
+  await using server = await startNatsServer();
+  const [a, b] = await Promise.all([0, 1].map(() => connect({ servers: server.url })));
+  const lost: string[] = [];
+  try {
+    const ra = await createSessionAffinity(a!, {
+      bucket: "t_dead",
+      replicaId: "a",
+      ttlMs: 600,
+      onLost: (id) => lost.push(id),
+    });
+    await using rb = await createSessionAffinity(b!, {
+      bucket: "t_dead",
+      replicaId: "b",
+      ttlMs: 600,
+      recheckMs: 50,
+    });
+    assert.equal(await ra.admit("s", () => "a"), "a");
+    assert.equal(await rb.admit("s", () => "b"), undefined);
+    // While a refreshes, b never gets the session, well past the TTL.
+    const until = Date.now() + 1500;
+    while (Date.now() < until) {
+      assert.equal(await rb.admit("s", () => "b"), undefined);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    // "a" stops refreshing (a paused or dead process): after the TTL, b takes over.
+    await a!.close();
+    const deadline = Date.now() + 10_000;
+    let took: string | undefined;
+    while (!took && Date.now() < deadline) {
+      took = await rb.admit("s", () => "b");
+      if (!took) await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.equal(took, "b");
+    await ra[Symbol.asyncDispose]();
+  } finally {
+    await b!.close();
+  }
+  assert.deepEqual(lost, []);
+});
+
+Deno.test("SessionAffinity: an owner whose claim was taken gives the session up through onLost", async () => {
+  await using server = await startNatsServer();
+  const [a, b] = await Promise.all([0, 1].map(() => connect({ servers: server.url })));
+  const lost: string[] = [];
+  try {
+    await using ra = await createSessionAffinity(a!, {
+      bucket: "t_lost",
+      replicaId: "a",
+      onLost: (id) => lost.push(id),
+    });
+    await using rb = await createSessionAffinity(b!, {
+      bucket: "t_lost",
+      replicaId: "b",
+      recheckMs: 0,
+    });
+    assert.equal(await ra.admit("s", () => "a"), "a");
+    // Simulate the claim expiring while "a" was paused, and "b" claiming it.
+    const { Kvm } = await import("@nats-io/kv");
+    const kv = await new Kvm(b!).open("t_lost");
+    await kv.purge("s");
+    assert.equal(await rb.admit("s", () => "b"), "b");
+    await ra.refresh();
+    assert.deepEqual(lost, ["s"]);
+    assert.deepEqual(ra.owned(), []);
+    assert.equal(await ra.admit("s", () => "a"), undefined);
+  } finally {
+    await Promise.all([a!.close(), b!.close()]);
+  }
+});
