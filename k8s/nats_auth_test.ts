@@ -1,17 +1,24 @@
 import assert from "node:assert/strict";
 import { ensureStreams } from "@homelab/handler-base/jetstream";
+import { Kvm } from "@nats-io/kv";
 import {
+  AudioEncoding,
   ChatRequestSchema,
   EmptySchema,
   encode,
+  ErrorResponseSchema,
+  PipelineStatusSchema,
+  PipelineTriggerSchema,
+  STTStreamMessageSchema,
   TTSRequestSchema,
   TTSStatusSchema,
   TTSVoiceListResponseSchema,
 } from "@homelab/handler-base/messages";
-import { connectNats, type NatsConnection, request } from "@homelab/handler-base/natsutil";
+import { connectNats, type NatsConnection, publish, request } from "@homelab/handler-base/natsutil";
 import {
   closedPortUrl,
   collect,
+  startFakeKubernetes,
   startNatsServer,
   startServiceProcess,
 } from "@homelab/handler-base/testing";
@@ -56,41 +63,96 @@ function serviceEnv(url: string, user: string, extra: Record<string, string> = {
   return env;
 }
 
-Deno.test("each service works with its own broker user", async () => {
-  await using auth = await startAuthorizedServer();
-  const url = auth.server.url;
-  const admin = await connectAs(url, "admin");
-  try {
-    {
-      await using tts = await startServiceProcess({
-        entry: `${root}services/tts.ts`,
-        flags: ["-P=tts-module"],
-        env: serviceEnv(url, "tts-module"),
-      });
-      const voices = await request(
-        admin,
-        "ai.voice.tts.voices.list",
-        EmptySchema,
-        {},
-        TTSVoiceListResponseSchema,
-        { timeout: 5000 },
-      );
-      assert.equal(typeof voices.defaultSpeaker, "string");
-      await tts.stop();
-    }
-    {
-      await using chat = await startServiceProcess({
-        entry: `${root}services/chat.ts`,
-        flags: ["-P=chat-handler"],
-        env: serviceEnv(url, "chat-handler"),
-      });
-      await assert.rejects(
-        request(admin, "ai.chat.request", ChatRequestSchema, {}, ChatRequestSchema, {
-          timeout: 5000,
+/** How each service of the table shows it works with its own user: one exchange on its subjects. */
+const PROBES: Record<string, (url: string, admin: NatsConnection) => Promise<void>> = {
+  async "tts-module"(url, admin) {
+    await using _tts = await startServiceProcess({
+      entry: `${root}services/tts.ts`,
+      flags: ["-P=tts-module"],
+      env: serviceEnv(url, "tts-module"),
+    });
+    const voices = await request(
+      admin,
+      "ai.voice.tts.voices.list",
+      EmptySchema,
+      {},
+      TTSVoiceListResponseSchema,
+      { timeout: 5000 },
+    );
+    assert.equal(typeof voices.defaultSpeaker, "string");
+  },
+  async "chat-handler"(url, admin) {
+    await using _chat = await startServiceProcess({
+      entry: `${root}services/chat.ts`,
+      flags: ["-P=chat-handler"],
+      env: serviceEnv(url, "chat-handler"),
+    });
+    await assert.rejects(
+      request(admin, "ai.chat.request", ChatRequestSchema, {}, ChatRequestSchema, {
+        timeout: 5000,
+      }),
+      (error: unknown) => (error as { type?: string }).type === "InvalidArgument",
+    );
+  },
+  async "pipeline-bridge"(url, admin) {
+    // Its default mode: the durable consumer on AI_PIPELINE, with the JetStream API of its user.
+    await ensureStreams(admin, { only: ["AI_PIPELINE"] });
+    await using k8s = startFakeKubernetes({ namespace: "ai-ml" });
+    const kubeconfig = await Deno.makeTempFile({ suffix: ".kubeconfig" });
+    try {
+      await Deno.writeTextFile(kubeconfig, k8s.kubeconfig());
+      using statuses = collect(admin, "ai.pipeline.status.auth-1", PipelineStatusSchema);
+      await using _bridge = await startServiceProcess({
+        entry: `${root}services/pipeline_bridge.ts`,
+        flags: ["-P=pipeline-bridge", `--allow-read=${kubeconfig}`],
+        env: serviceEnv(url, "pipeline-bridge", {
+          KUBECONFIG: kubeconfig,
+          KUBEFLOW_HOST: closedPortUrl(),
         }),
-        (error: unknown) => (error as { type?: string }).type === "InvalidArgument",
-      );
-      await chat.stop();
+      });
+      publish(admin, "ai.pipeline.trigger", PipelineTriggerSchema, {
+        requestId: "auth-1",
+        pipeline: "no-such-pipeline",
+      });
+      const [status] = await statuses.until((all) => all.length > 0);
+      assert.equal(status?.status, "error");
+      assert.ok(status?.availablePipelines.includes("document-ingestion"));
+    } finally {
+      await Deno.remove(kubeconfig);
+    }
+  },
+  async "stt-module"(url, admin) {
+    // Session affinity opens the stt_sessions bucket with the service's own user; /ready
+    // stays 503 until it is open, so serving at all proves the key-value rights.
+    using results = collect(admin, "ai.voice.transcription.auth-1", ErrorResponseSchema);
+    await using stt = await startServiceProcess({
+      entry: `${root}services/stt.ts`,
+      flags: ["-P=stt-module"],
+      env: serviceEnv(url, "stt-module", { STT_AFFINITY: "kv" }),
+    });
+    await stt.waitForReadiness(200);
+    publish(admin, "ai.voice.stream.auth-1", STTStreamMessageSchema, {
+      type: "start",
+      audioEncoding: AudioEncoding.MP3,
+    });
+    const [error] = await results.until((all) => all.length > 0);
+    assert.equal(error?.type, "InvalidArgument");
+    const claims = await new Kvm(admin).open("stt_sessions");
+    assert.ok(await claims.get("auth-1"), "the session was claimed in the bucket");
+  },
+};
+
+Deno.test("every service of the table works with its own broker user", async (t) => {
+  assert.deepEqual(
+    SERVICES.map((s) => s.name).filter((name) => !(name in PROBES)),
+    [],
+    "a service without a probe here",
+  );
+  await using auth = await startAuthorizedServer();
+  const admin = await connectAs(auth.server.url, "admin");
+  try {
+    for (const service of SERVICES) {
+      await t.step(service.name, () => PROBES[service.name]!(auth.server.url, admin));
     }
   } finally {
     await admin.close();
