@@ -243,3 +243,30 @@ export class SentenceChunker {
     return space ?? limit;
   }
 }
+
+/**
+ * The text of a sentence as it should be spoken: Markdown marks (emphasis,
+ * code ticks, headings, bullets, quote marks, link targets) removed and
+ * whitespace collapsed; "" when nothing speakable is left (a rule `---`, a
+ * code fence).
+ *
+ * @param text A sentence from {@linkcode SentenceChunker}.
+ * @returns The text to synthesize, or "".
+ *
+ * @example
+ * ```ts
+ * import { speakable } from "./sentences.ts";
+ *
+ * console.log(speakable("- **NATS** is [fast](https://nats.io).")); // "NATS is fast."
+ * console.log(speakable("---")); // ""
+ * ```
+ */
+export function speakable(text: string): string {
+  const spoken = text
+    .replace(/\[([^\]]*)\]\([^)]*\)/g, "$1")
+    .replace(/^\s*(?:#{1,6}|[-*+•>])\s+/gm, "")
+    .replace(/[*`~]+|__+/g, "")
+    .replace(/\s+/g, " ")
+    .trim();
+  return /[\p{L}\p{N}]/u.test(spoken) ? spoken : "";
+}

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { SentenceChunker, type SentenceChunkerOptions } from "./sentences.ts";
+import { SentenceChunker, type SentenceChunkerOptions, speakable } from "./sentences.ts";
 
 /** Feeds the deltas one by one, then flushes; returns every sentence in order. */
 function chunk(deltas: readonly string[], options: SentenceChunkerOptions = {}): string[] {
@@ -113,4 +113,13 @@ Deno.test("SentenceChunker refuses bounds that make no sense", () => {
   assert.throws(() => new SentenceChunker({ minChars: -1 }), RangeError);
   assert.throws(() => new SentenceChunker({ minChars: 10, maxChars: 10 }), RangeError);
   assert.throws(() => new SentenceChunker({ maxChars: 1.5 }), RangeError);
+});
+
+Deno.test("speakable() removes Markdown marks and keeps the words", () => {
+  assert.equal(speakable("- **NATS** is [fast](https://nats.io)."), "NATS is fast.");
+  assert.equal(speakable("## Step `one`:\n> quoted   text"), "Step one: quoted text");
+  assert.equal(speakable("snake_case stays, __bold__ goes"), "snake_case stays, bold goes");
+  assert.equal(speakable("---"), "");
+  assert.equal(speakable("```"), "");
+  assert.equal(speakable("42"), "42");
 });
