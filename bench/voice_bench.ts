@@ -26,12 +26,7 @@ import { createSttClient } from "@homelab/handler-base/clients/stt";
 import { createTtsClient } from "@homelab/handler-base/clients/tts";
 import { createService } from "@homelab/handler-base/handler";
 import { createLogger } from "@homelab/handler-base/log";
-import {
-  encode,
-  TTSAudioChunkSchema,
-  VoiceRequestSchema,
-  VoiceResponseSchema,
-} from "@homelab/handler-base/messages";
+import { encode, VoiceRequestSchema } from "@homelab/handler-base/messages";
 import { connectNats } from "@homelab/handler-base/natsutil";
 import {
   startFakeLlm,

@@ -17,6 +17,9 @@
  */
 import type { ChatMessage } from "@homelab/handler-base/clients/llm";
 
+/** The chat turn, now shared with voice-assistant; re-exported for chat's existing importers. */
+export { chatMessages } from "@homelab/handler-base/prompt";
+
 /** The system prompt used when neither the request nor `CHAT_SYSTEM_PROMPT` gives one. */
 export const DEFAULT_SYSTEM_PROMPT: string =
   "You are a helpful, friendly assistant. Answer clearly and concisely. When context is " +
