@@ -167,6 +167,19 @@ function recordingTracerProvider(): TracerProvider & {
   return { spans, ended, getTracer: () => tracer };
 }
 
+/** Rejects when the promise takes longer than 10 s (a guard, not a measurement). */
+async function within<T>(promise: Promise<T>, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`Timed out waiting for ${what}`)), 10_000);
+  });
+  try {
+    return await Promise.race([promise, expired]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Bytes as a plain Uint8Array (decoded protobuf bytes may be Buffers). */
 function plain(bytes: Uint8Array): Uint8Array {
   return new Uint8Array(bytes);
@@ -618,15 +631,19 @@ Deno.test("voice: a failing TTS backend stops the LLM stream and answers the tex
     llm: { pace: (index) => index < firstSentenceEvents ? Promise.resolve() : gate.promise },
   });
   h.xtts.failNext(500, { path: "/tts_stream" });
-  const result = await h.voice({ requestId: "tts-down" });
-  gate.resolve();
-  assertReplyIs(result.reply, result.response);
-  assert.match(result.response.error, /"tts".*500/);
-  assert.equal(result.response.transcription, QUESTION);
-  assert.equal(result.response.response, `${SENTENCES[0]} `);
-  assert.equal(result.chunks.length, 0);
-  // The LLM stream in flight was closed, not left running.
-  await h.llm.requests[0]!.disconnected;
+  try {
+    const result = await h.voice({ requestId: "tts-down" });
+    assertReplyIs(result.reply, result.response);
+    assert.match(result.response.error, /"tts".*500/);
+    assert.equal(result.response.transcription, QUESTION);
+    assert.equal(result.response.response, `${SENTENCES[0]} `);
+    assert.equal(result.chunks.length, 0);
+    // The LLM stream in flight was closed, not left running (the gate stays
+    // shut until then: a stream let run to its end would hide the close).
+    await within(h.llm.requests[0]!.disconnected, "the LLM stream to be closed");
+  } finally {
+    gate.resolve();
+  }
 });
 
 Deno.test("voice: the deadline cancels the stages in flight and still publishes the response", async () => {
@@ -637,7 +654,7 @@ Deno.test("voice: the deadline cancels the stages in flight and still publishes 
   assert.equal(result.reply.type, "Timeout");
   assert.equal(result.response.transcription, QUESTION);
   assert.match(result.response.error, /300 ms/);
-  await h.llm.requests[0]!.disconnected;
+  await within(h.llm.requests[0]!.disconnected, "the LLM stream to be closed");
 });
 
 Deno.test("voice: a shutdown cancels the stages in flight and still publishes the response", async () => {
@@ -649,7 +666,7 @@ Deno.test("voice: a shutdown cancels the stages in flight and still publishes th
   const result = await pending;
   assert.match(result.response.error, /stopping/);
   assert.equal(result.response.transcription, QUESTION);
-  await tts.disconnected;
+  await within(tts.disconnected, "the TTS stream to be closed");
 });
 
 Deno.test("voice: bad audio and arguments are refused with InvalidArgument", async (t) => {
