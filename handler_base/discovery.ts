@@ -18,6 +18,7 @@
  *
  * await using t = await startTestService({ endpoints: [], name: "demo" });
  * await using discovery = startDiscovery(t.service, { description: "Text to speech" });
+ * await t.service.nc.flush(); // the server has the subscriptions before another client asks
  * const reply = await t.nc.request(`$SRV.INFO.demo.${discovery.id}`); // as `nats micro info` asks
  * assert.equal(reply.json<{ description: string }>().description, "Text to speech");
  * ```
@@ -229,6 +230,7 @@ export function discoverySubjects(
  *
  * await using t = await startTestService({ endpoints: [], name: "demo" });
  * const discovery = startDiscovery(t.service, { id: "second" });
+ * await t.service.nc.flush(); // the server has the subscriptions before another client asks
  * const reply = await t.nc.request("$SRV.PING.demo.second");
  * assert.deepEqual(reply.json(), discovery.ping());
  * await discovery.stop();

@@ -156,6 +156,13 @@ export interface ServiceParts {
    */
   onStart?: (service: Service) => Promise<void>;
   /**
+   * More non-gating facts for `/ready`'s `details` and `$SRV.STATS` (a
+   * membership, a cache size): a name and a function that reads it.
+   *
+   * @default {}
+   */
+  details?: Record<string, () => unknown>;
+  /**
    * Releases what setup made (timers, watchers, files), after the drain.
    *
    * @default nothing
@@ -398,7 +405,7 @@ export async function serviceMain<S extends ConfigSpec>(
       ...(parts.timeoutMs ? { timeoutMs: parts.timeoutMs } : {}),
       ...(parts.telemetry ? { telemetry: parts.telemetry } : {}),
       ...(parts.onStart ? { onStart: parts.onStart } : {}),
-      details: { backends: () => breakers.snapshot(), memory: memoryDetail },
+      details: { ...parts.details, backends: () => breakers.snapshot(), memory: memoryDetail },
     });
   } catch (error) {
     logger.error("The service failed", { error });

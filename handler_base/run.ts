@@ -182,6 +182,8 @@ export async function runService(options: RunServiceOptions): Promise<void> {
       description: options.description ?? "",
       data: () => Object.fromEntries(details.map(([key, detail]) => [key, detail()])),
     });
+    // Ready means discoverable too: the server has the $SRV subscriptions before /ready says 200.
+    await nc.flush().catch(() => {});
     if (service.jetstreamEndpoints.length > 0) {
       const consumers = consumeJetStream(service, options.jetstream);
       health.setCheck("jetstream", () => consumers.check());

@@ -156,6 +156,8 @@ export interface SessionAffinity extends AsyncDisposable {
   release(sessionId: string, options?: ReleaseOptions): Promise<void>;
   /** The sessions this replica owns. */
   owned(): string[];
+  /** The replicas this one saw at its last refresh of the membership, itself included. */
+  members(): readonly string[];
   /** Refreshes every claim now (a timer does it every `ttlMs / 3`). */
   refresh(): Promise<void>;
 }
@@ -299,6 +301,10 @@ class KvSessionAffinity implements SessionAffinity {
       // Taken over or already expired: either way it is not ours any more.
       this.#options.logger?.debug("Session claim not released", { session_id: sessionId, error });
     }
+  }
+
+  members(): readonly string[] {
+    return this.#members;
   }
 
   owned(): string[] {

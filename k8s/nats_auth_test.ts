@@ -13,6 +13,8 @@ import {
   TTSRequestSchema,
   TTSStatusSchema,
   TTSVoiceListResponseSchema,
+  VoiceRequestSchema,
+  VoiceResponseSchema,
 } from "@homelab/handler-base/messages";
 import { connectNats, type NatsConnection, publish, request } from "@homelab/handler-base/natsutil";
 import {
@@ -120,6 +122,30 @@ const PROBES: Record<string, (url: string, admin: NatsConnection) => Promise<voi
     } finally {
       await Deno.remove(kubeconfig);
     }
+  },
+  async "voice-assistant"(url, admin) {
+    using responses = collect(admin, "ai.voice.response.auth-1", VoiceResponseSchema);
+    await using _voice = await startServiceProcess({
+      entry: `${root}services/voice.ts`,
+      flags: ["-P=voice-assistant"],
+      env: serviceEnv(url, "voice-assistant"),
+    });
+    await assert.rejects(
+      request(
+        admin,
+        "ai.voice.request",
+        VoiceRequestSchema,
+        {
+          requestId: "auth-1",
+          audio: new Uint8Array([1, 2, 3]),
+        },
+        VoiceResponseSchema,
+        { timeout: 5000 },
+      ),
+      (error: unknown) => (error as { type?: string }).type === "InvalidArgument",
+    );
+    const [response] = await responses.until((all) => all.length > 0);
+    assert.match(response?.error ?? "", /not whole 16-bit samples/);
   },
   async "stt-module"(url, admin) {
     // Session affinity opens the stt_sessions bucket with the service's own user; /ready

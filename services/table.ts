@@ -204,6 +204,26 @@ export const SERVICES: readonly ServiceEntry[] = [
     },
     load: async () => (await import("./stt/service.ts")).sttService,
   },
+  {
+    name: "voice-assistant",
+    entry: "services/voice.ts",
+    deploy: {
+      consumers: [{ stream: "AI_VOICE_STREAM", durable: "voice-assistant" }],
+      // Up to VOICE_CONCURRENCY (8) requests, each holding its input (at most
+      // VOICE_MAX_AUDIO_BYTES) and its answer's audio until the response.
+      memoryMiB: 384,
+      memoryRequestMiB: 128,
+      cpu: "100m",
+      // Above VOICE_TIMEOUT_MS (60 s): a request in flight finishes its answer.
+      graceSeconds: 75,
+      maxReplicas: 4,
+      nats: {
+        subscribe: ["ai.voice.request voice-assistant"],
+        publish: ["ai.voice.response.>", "dlq.voice-assistant.>"],
+      },
+    },
+    load: async () => (await import("./voice/service.ts")).voiceService,
+  },
 ];
 
 /**

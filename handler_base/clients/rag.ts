@@ -5,9 +5,10 @@
  *
  * Each step runs in its own span (`rag.embed`, `rag.search`, `rag.rerank`)
  * under a `rag.retrieve` span of the tracer `@homelab/handler-base`, with its
- * duration as the `rag.duration_ms` attribute. Failures are thrown as the
- * clients' typed errors: the caller decides whether to degrade (chat answers
- * without RAG).
+ * duration as the `rag.duration_ms` attribute. {@linkcode retrieve} throws
+ * the clients' typed errors; {@linkcode retrieveOrDegrade} is the policy chat
+ * and voice share: a failed retrieval answers without context (a warning log
+ * and a span event), only a cancellation is thrown.
  *
  * Requires `--allow-net` to the embeddings, Milvus and reranker hosts.
  *
@@ -52,7 +53,8 @@ import {
   type Tracer,
 } from "@opentelemetry/api";
 import type { Config } from "../config.ts";
-import { InvalidArgumentError } from "../errors.ts";
+import { errorType, InvalidArgumentError, toErrorResponse } from "../errors.ts";
+import type { Logger } from "../log.ts";
 import {
   type EmbeddingsClient,
   embeddingsClientFromConfig,
@@ -214,6 +216,78 @@ export async function retrieve(
     const block = sources.map((source, i) => `[${i + 1}] ${source.text.trim()}`).join("\n\n");
     return { context: block, sources };
   });
+}
+
+/** Options of {@linkcode retrieveOrDegrade}. */
+export interface RetrieveOrDegradeOptions extends RetrieveOptions {
+  /**
+   * Where a degradation is logged, as the warning "Answering without RAG:
+   * retrieval failed" with the error and its `error_type`.
+   *
+   * @default none
+   */
+  logger?: Logger;
+  /**
+   * The span that records a degradation: an event `<eventPrefix>.rag_degraded`
+   * (with `error.type` and the error's wire message) and the attribute
+   * `<eventPrefix>.rag_degraded = true`.
+   *
+   * @default none
+   */
+  span?: Span;
+  /**
+   * The prefix of the event and attribute names (the service's own, such as `"chat"`).
+   *
+   * @default "rag"
+   */
+  eventPrefix?: string;
+}
+
+/**
+ * Retrieves context as {@linkcode retrieve} does, or degrades to none: any
+ * failure of a step (embedder, Milvus, reranker, bad options) is logged and
+ * recorded on the span, and the caller answers without context. A
+ * cancellation (the signal fired) is thrown, since the caller is stopping.
+ *
+ * @param query The user's question.
+ * @param clients The embeddings, Milvus and (for reranking) reranker clients.
+ * @param options The options of {@linkcode retrieve}, plus where to report a degradation.
+ * @returns The context and sources, or undefined when retrieval failed.
+ * @throws {unknown} The signal's reason, when the signal fired.
+ *
+ * @example Degrade inside a handler
+ * ```ts ignore
+ * import { retrieveOrDegrade } from "@homelab/handler-base/clients/rag";
+ *
+ * const retrieval = await retrieveOrDegrade(query, clients, {
+ *   topK: 5,
+ *   signal: ctx.signal,
+ *   logger: ctx.log,
+ *   span: ctx.span,
+ *   eventPrefix: "chat",
+ * });
+ * const context = retrieval?.context ?? "";
+ * ```
+ */
+export async function retrieveOrDegrade(
+  query: string,
+  clients: RagClients,
+  options: RetrieveOrDegradeOptions = {},
+): Promise<Retrieval | undefined> {
+  const { logger, span, eventPrefix = "rag", ...retrieveOptions } = options;
+  try {
+    return await retrieve(query, clients, retrieveOptions);
+  } catch (error) {
+    if (retrieveOptions.signal?.aborted) throw error;
+    const type = errorType(error);
+    logger?.warn("Answering without RAG: retrieval failed", { error, error_type: type });
+    span?.addEvent(`${eventPrefix}.rag_degraded`, {
+      "error.type": type,
+      "exception.message": toErrorResponse(error).message,
+    });
+    span?.setAttribute(`${eventPrefix}.rag_degraded`, true);
+    return undefined;
+  }
 }
 
 /**

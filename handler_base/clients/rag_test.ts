@@ -13,7 +13,8 @@ import { BackendUnavailableError, InvalidArgumentError } from "../errors.ts";
 import { startFakeEmbeddings, startFakeMilvus, startFakeReranker } from "../testing/mod.ts";
 import { createEmbeddingsClient } from "./embeddings.ts";
 import { createMilvusClient } from "./milvus.ts";
-import { type RagClients, retrieve } from "./rag.ts";
+import { createLogger } from "../log.ts";
+import { type RagClients, retrieve, retrieveOrDegrade } from "./rag.ts";
 import { createRerankerClient } from "./reranker.ts";
 import { deadline } from "../async.ts";
 
@@ -226,4 +227,77 @@ Deno.test("retrieve() rejects bad arguments before any request", async () => {
   await assert.rejects(retrieve("q", ragClients, { keep: 1.5 }), InvalidArgumentError);
   await assert.rejects(retrieve("q", ragClients, { rerank: true }), /needs a reranker client/);
   assert.equal(embeddings.requests.length + milvus.requests.length, 0);
+});
+
+/** A span that records its events and attributes. */
+function eventSpan() {
+  const events: { name: string; attributes: unknown }[] = [];
+  const attributes: Record<string, unknown> = {};
+  const span = {
+    addEvent(name: string, attrs: unknown) {
+      events.push({ name, attributes: attrs });
+      return span;
+    },
+    setAttribute(key: string, value: unknown) {
+      attributes[key] = value;
+      return span;
+    },
+  };
+  return { span: span as unknown as Span, events, attributes };
+}
+
+Deno.test("retrieveOrDegrade() returns the retrieval when every step works", async () => {
+  await using embeddings = startFakeEmbeddings();
+  await using milvus = startFakeMilvus({ hits: HITS });
+  const { span, events } = eventSpan();
+  const retrieval = await retrieveOrDegrade(
+    "NATS",
+    clients({ embeddings: embeddings.url, milvus: milvus.url }),
+    { topK: 2, span, eventPrefix: "voice" },
+  );
+  assert.deepEqual(retrieval?.sources.map((s) => s.text), [HITS[0]!.text, HITS[1]!.text]);
+  assert.deepEqual(events, []);
+});
+
+Deno.test("retrieveOrDegrade() degrades a failing step to undefined, with a warning and a span event", async () => {
+  await using embeddings = startFakeEmbeddings();
+  await using milvus = startFakeMilvus();
+  milvus.config.collections = ["elsewhere"];
+  const lines: Record<string, unknown>[] = [];
+  const logger = createLogger({ service: "t", write: (line) => lines.push(JSON.parse(line)) });
+  const { span, events, attributes } = eventSpan();
+  const retrieval = await retrieveOrDegrade(
+    "q",
+    clients({ embeddings: embeddings.url, milvus: milvus.url }),
+    { logger, span, eventPrefix: "voice" },
+  );
+  assert.equal(retrieval, undefined);
+  assert.equal(lines.length, 1);
+  assert.equal(lines[0]!.msg, "Answering without RAG: retrieval failed");
+  assert.equal(lines[0]!.error_type, "BackendError");
+  assert.equal(events[0]?.name, "voice.rag_degraded");
+  assert.equal(
+    (events[0]?.attributes as Record<string, unknown>)["error.type"],
+    "BackendError",
+  );
+  assert.equal(attributes["voice.rag_degraded"], true);
+});
+
+Deno.test("retrieveOrDegrade() throws when its signal fired instead of degrading", async () => {
+  await using embeddings = startFakeEmbeddings();
+  await using milvus = startFakeMilvus();
+  embeddings.hangNext();
+  const controller = new AbortController();
+  const { span, events } = eventSpan();
+  const call = retrieveOrDegrade(
+    "q",
+    clients({ embeddings: embeddings.url, milvus: milvus.url }),
+    { signal: controller.signal, span },
+  );
+  const request = await embeddings.nextRequest();
+  const reason = new Error("shutting down");
+  controller.abort(reason);
+  assert.equal(await call.catch((e) => e), reason);
+  assert.deepEqual(events, []);
+  await request.disconnected;
 });

@@ -286,3 +286,63 @@ function parseFmt(view: DataView, offset: number, size: number): WavFormat {
   }
   return { sampleRate, channels, bitDepth, sampleFormat: tag === FORMAT_FLOAT ? "float" : "pcm" };
 }
+
+/**
+ * Cuts a stream of byte pieces at whole sample frames, so that a player can
+ * play each piece on its own: a network read can end in the middle of a
+ * sample, and the bytes of an incomplete frame are carried to the next piece.
+ *
+ * @example Forward streamed PCM in whole 16-bit frames
+ * ```ts
+ * import { FrameAligner } from "@homelab/handler-base/clients/wav";
+ *
+ * const aligner = new FrameAligner(2);
+ * console.log(aligner.push(new Uint8Array([1, 2, 3])).length); // 2
+ * console.log(aligner.push(new Uint8Array([4, 5])).length); // 2
+ * console.log(aligner.rest().length); // 1
+ * ```
+ */
+export class FrameAligner {
+  readonly #frameBytes: number;
+  #carry: Uint8Array = new Uint8Array(0);
+
+  /**
+   * Creates an aligner.
+   *
+   * @param frameBytes The bytes of one frame: channels times bytes per sample.
+   * @throws {RangeError} When `frameBytes` is not a positive integer.
+   */
+  constructor(frameBytes: number) {
+    if (!Number.isInteger(frameBytes) || frameBytes < 1) {
+      throw new RangeError(`Cannot align frames: frame size ${frameBytes} is invalid`);
+    }
+    this.#frameBytes = frameBytes;
+  }
+
+  /**
+   * Adds a piece.
+   *
+   * @param piece The next bytes of the stream.
+   * @returns The whole frames available now (possibly none), in order.
+   */
+  push(piece: Uint8Array): Uint8Array {
+    let bytes = piece;
+    if (this.#carry.length > 0) {
+      bytes = new Uint8Array(this.#carry.length + piece.length);
+      bytes.set(this.#carry);
+      bytes.set(piece, this.#carry.length);
+    }
+    const whole = bytes.length - (bytes.length % this.#frameBytes);
+    this.#carry = bytes.slice(whole);
+    return bytes.subarray(0, whole);
+  }
+
+  /**
+   * The bytes of an incomplete last frame, held back so far.
+   *
+   * @returns Fewer bytes than one frame (usually none).
+   */
+  rest(): Uint8Array {
+    return this.#carry;
+  }
+}

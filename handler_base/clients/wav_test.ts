@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { InvalidArgumentError } from "../errors.ts";
-import { isWav, parseWav, WAV_HEADER_BYTES, wavHeader, wrapPcmAsWav } from "./wav.ts";
+import { FrameAligner, isWav, parseWav, WAV_HEADER_BYTES, wavHeader, wrapPcmAsWav } from "./wav.ts";
 
 function fixture(name: string): Promise<Uint8Array> {
   return Deno.readFile(new URL(`./testdata/${name}`, import.meta.url));
@@ -150,4 +150,15 @@ Deno.test("isWav() checks the RIFF/WAVE magic only", () => {
   assert.ok(isWav(wrapPcmAsWav(new Uint8Array(2))));
   assert.ok(!isWav(new Uint8Array(44)));
   assert.ok(!isWav(new TextEncoder().encode("RIFF")));
+});
+
+Deno.test("FrameAligner cuts pieces at whole frames and keeps the bytes in order", () => {
+  const aligner = new FrameAligner(4);
+  const pieces = [[1], [2, 3, 4, 5, 6], [], [7, 8, 9, 10, 11, 12, 13]].map((p) =>
+    new Uint8Array(p)
+  );
+  const out = pieces.map((piece) => [...aligner.push(piece)]);
+  assert.deepEqual(out, [[], [1, 2, 3, 4], [], [5, 6, 7, 8, 9, 10, 11, 12]]);
+  assert.deepEqual([...aligner.rest()], [13]);
+  assert.throws(() => new FrameAligner(0), RangeError);
 });

@@ -193,7 +193,7 @@ export async function startTestService(options: TestServiceOptions): Promise<Tes
       ? { timeoutMs: options.timeoutMs ?? parts.timeoutMs }
       : {}),
     ...(parts.checks ? { checks: parts.checks } : {}),
-    details: { backends: () => breakers.snapshot() },
+    details: { ...parts.details, backends: () => breakers.snapshot() },
     ...(options.telemetry ? { telemetry: options.telemetry } : {}),
     onStart: async (service) => {
       await parts?.onStart?.(service);

@@ -82,7 +82,7 @@
  * @module
  */
 import type { ChatMessage, LlmClient } from "@homelab/handler-base/clients/llm";
-import { type RagClients, type Retrieval, retrieve } from "@homelab/handler-base/clients/rag";
+import { type RagClients, retrieveOrDegrade } from "@homelab/handler-base/clients/rag";
 import type { TtsClient } from "@homelab/handler-base/clients/tts";
 import {
   errorType,
@@ -107,7 +107,8 @@ import {
   unixSeconds,
 } from "@homelab/handler-base/messages";
 import { createCoalescer } from "./coalesce.ts";
-import { chatMessages, DEFAULT_SYSTEM_PROMPT, greetingMessages } from "./prompt.ts";
+import { chatMessages } from "@homelab/handler-base/prompt";
+import { DEFAULT_SYSTEM_PROMPT, greetingMessages } from "./prompt.ts";
 
 /** The backend clients chat-handler uses. */
 export interface ChatClients {
@@ -248,33 +249,6 @@ export function createChatEndpoints(
     return query;
   }
 
-  async function retrieveOrDegrade(
-    query: string,
-    req: ChatRequest,
-    topK: number,
-    ctx: HandlerContext,
-  ): Promise<Retrieval | undefined> {
-    try {
-      return await retrieve(query, clients.rag, {
-        topK,
-        collection: req.collection || collection,
-        rerank: req.enableReranker,
-        keep: rerankKeep,
-        signal: ctx.signal,
-      });
-    } catch (error) {
-      if (ctx.signal.aborted) throw error;
-      const type = errorType(error);
-      ctx.log.warn("Answering without RAG: retrieval failed", { error, error_type: type });
-      ctx.span.addEvent("chat.rag_degraded", {
-        "error.type": type,
-        "exception.message": toErrorResponse(error).message,
-      });
-      ctx.span.setAttribute("chat.rag_degraded", true);
-      return undefined;
-    }
-  }
-
   /**
    * Streams the answer as chunks, then the done chunk (and marks the stream
    * ended); returns the whole answer.
@@ -358,7 +332,18 @@ export function createChatEndpoints(
   ): Promise<ChatResponse> {
     const query = checkedQuery(req);
     const topK = checkedTopK(req.topK);
-    const retrieval = req.enableRag ? await retrieveOrDegrade(query, req, topK, ctx) : undefined;
+    const retrieval = req.enableRag
+      ? await retrieveOrDegrade(query, clients.rag, {
+        topK,
+        collection: req.collection || collection,
+        rerank: req.enableReranker,
+        keep: rerankKeep,
+        signal: ctx.signal,
+        logger: ctx.log,
+        span: ctx.span,
+        eventPrefix: "chat",
+      })
+      : undefined;
     const sources = retrieval?.sources ?? [];
     const usedRag = sources.length > 0;
     ctx.span.setAttributes({ "chat.used_rag": usedRag, "chat.rag_sources": sources.length });

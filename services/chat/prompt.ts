@@ -1,22 +1,26 @@
 /**
- * The conversations chat-handler sends to the LLM: a chat turn (system
- * prompt, then the question with the retrieved context) and a greeting.
+ * The prompts of chat-handler's own: its default system prompt and the
+ * greeting conversation. The chat turn itself (system prompt, context,
+ * question) is `chatMessages` of `@homelab/handler-base/prompt`, shared with
+ * voice-assistant.
  *
  * Needs no permission.
  *
- * @example A question with context
+ * @example A greeting
  * ```ts
  * import assert from "node:assert/strict";
- * import { chatMessages } from "./prompt.ts";
+ * import { greetingMessages } from "./prompt.ts";
  *
- * const messages = chatMessages("Be brief.", "What is NATS?", "[1] NATS is a messaging system.");
- * assert.equal(messages[1]?.content.endsWith("Question: What is NATS?"), true);
+ * assert.equal(greetingMessages("Ada")[0]?.role, "system");
  * ```
  *
  * @module
  */
 import type { ChatMessage } from "@homelab/handler-base/clients/llm";
 import { truncateText } from "@homelab/handler-base/text";
+
+/** The chat turn, now shared with voice-assistant; re-exported for chat's existing importers. */
+export { chatMessages } from "@homelab/handler-base/prompt";
 
 /** The system prompt used when neither the request nor `CHAT_SYSTEM_PROMPT` gives one. */
 export const DEFAULT_SYSTEM_PROMPT: string =
@@ -25,35 +29,6 @@ export const DEFAULT_SYSTEM_PROMPT: string =
 
 /** How many characters of a user's name go into the greeting prompt. */
 const MAX_NAME_CHARS = 64;
-
-/**
- * The conversation of one chat turn. With context, the user turn carries the
- * numbered context block first and the question after it.
- *
- * @param systemPrompt The system prompt.
- * @param query The user's question.
- * @param context The numbered context block, or "" for none.
- * @returns The system and user messages.
- *
- * @example Without context
- * ```ts
- * import assert from "node:assert/strict";
- * import { chatMessages } from "./prompt.ts";
- *
- * assert.deepEqual(chatMessages("Be brief.", "Hi", "")[1], { role: "user", content: "Hi" });
- * ```
- */
-export function chatMessages(systemPrompt: string, query: string, context: string): ChatMessage[] {
-  const content = context === "" ? query : [
-    "Answer the question using the context below where it is relevant.",
-    "",
-    "Context:",
-    context,
-    "",
-    `Question: ${query}`,
-  ].join("\n");
-  return [{ role: "system", content: systemPrompt }, { role: "user", content }];
-}
 
 /**
  * The conversation that asks for a short personal greeting.

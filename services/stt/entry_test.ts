@@ -10,6 +10,7 @@ import {
 } from "@homelab/handler-base/messages";
 import { connectNats, publish } from "@homelab/handler-base/natsutil";
 import {
+  eventually,
   type FakeWhisper,
   type NatsServer,
   type ServiceProcess,
@@ -52,12 +53,26 @@ async function startReplica(server: NatsServer, name: string) {
 
 type Replica = { name: string; whisper: FakeWhisper; process: ServiceProcess; replicaId: string };
 
+/** Waits until every replica's `/ready` details show `count` members of the affinity. */
+async function waitForMembers(replicas: readonly Replica[], count: number): Promise<void> {
+  await eventually(async () => {
+    for (const replica of replicas) {
+      const readiness = await replica.process.readiness();
+      const details = readiness?.body.details as { affinity?: { members?: number } } | undefined;
+      if (details?.affinity?.members !== count) return false;
+    }
+    return true;
+  }, { timeoutMs: 3 * CLAIM_TTL_MS });
+}
+
 Deno.test("services/stt.ts with -P=stt-module: 30 sessions over 3 replicas land whole on one; a killed replica's sessions move, an added one takes none", async () => {
   await using server = await startNatsServer();
   const replicas: Replica[] = [];
   const client = await connectNats({ servers: server.url, name: "client" });
   try {
     for (const name of ["a", "b", "c"]) replicas.push(await startReplica(server, name));
+    // Balancing ranks the replicas each one has seen: start once all three see each other.
+    await waitForMembers(replicas, 3);
     const first = await speak("turn on the kitchen lights");
     const second = await speak("and close the blinds");
     const part1 = mixStream([400, first, 900]).pcm;

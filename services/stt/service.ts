@@ -64,6 +64,10 @@ export const sttService = defineService({
     return {
       endpoints: [handler.endpoint],
       checks,
+      details: {
+        affinity: () =>
+          claims ? { replica_id: claims.replicaId, members: claims.members().length } : null,
+      },
       async onStart(service) {
         if (!affinity) return;
         try {

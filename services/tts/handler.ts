@@ -68,7 +68,7 @@
  */
 import { abortable } from "@homelab/handler-base/async";
 import type { AudioFormat, SpeakerLatents, TtsClient } from "@homelab/handler-base/clients/tts";
-import { parseWav } from "@homelab/handler-base/clients/wav";
+import { FrameAligner, parseWav } from "@homelab/handler-base/clients/wav";
 import { InvalidArgumentError, toErrorResponse } from "@homelab/handler-base/errors";
 import { defineEndpoint, type Endpoint, type HandlerContext } from "@homelab/handler-base/handler";
 import { exceedsCodePoints } from "@homelab/handler-base/text";
@@ -254,37 +254,6 @@ function formatFields(format: AudioFormat) {
     bitDepth: format.bitDepth,
     audioEncoding: encodingOf(format),
   };
-}
-
-/**
- * Cuts a stream of byte pieces at whole frames: a player may play each chunk
- * on its own, and a network read can end in the middle of a sample.
- */
-class FrameAligner {
-  readonly #frameBytes: number;
-  #carry = new Uint8Array(0);
-
-  constructor(frameBytes: number) {
-    this.#frameBytes = frameBytes;
-  }
-
-  /** The whole frames available after this piece (possibly none). */
-  push(piece: Uint8Array): Uint8Array {
-    let bytes = piece;
-    if (this.#carry.length > 0) {
-      bytes = new Uint8Array(this.#carry.length + piece.length);
-      bytes.set(this.#carry);
-      bytes.set(piece, this.#carry.length);
-    }
-    const whole = bytes.length - (bytes.length % this.#frameBytes);
-    this.#carry = bytes.slice(whole);
-    return bytes.subarray(0, whole);
-  }
-
-  /** The bytes of an incomplete last frame. */
-  rest(): Uint8Array {
-    return this.#carry;
-  }
 }
 
 interface ResolvedSpeaker {
