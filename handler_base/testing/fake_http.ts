@@ -548,3 +548,37 @@ export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
 export function notFound(request: RecordedRequest): Response {
   return Response.json({ detail: `Not Found: ${request.method} ${request.path}` }, { status: 404 });
 }
+
+/**
+ * A response body that breaks the connection after its first byte, as a
+ * server that stored a create and then lost its answer: the client never
+ * gets the result of a call that took effect.
+ *
+ * @param server The fake's name, for the error the stream ends with.
+ * @returns The body.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { lostResponseBody } from "@homelab/handler-base/testing";
+ *
+ * const reader = lostResponseBody("Fake API").getReader();
+ * assert.equal((await reader.read()).value?.length, 1);
+ * await assert.rejects(reader.read(), /Fake API lost the response on purpose/);
+ * ```
+ */
+export function lostResponseBody(server: string): ReadableStream<Uint8Array> {
+  let sent = false;
+  return new ReadableStream<Uint8Array>({
+    pull(controller) {
+      if (!sent) {
+        sent = true;
+        controller.enqueue(new TextEncoder().encode("{"));
+        return;
+      }
+      const error = new Error(`${server} lost the response on purpose`);
+      error.stack = `${error.name}: ${error.message}`;
+      controller.error(error);
+    },
+  });
+}

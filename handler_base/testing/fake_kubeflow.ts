@@ -39,7 +39,12 @@
  * @module
  */
 import { isRecord } from "../clients/_json.ts";
-import { type FakeServer, type RecordedRequest, startFakeHttpServer } from "./fake_http.ts";
+import {
+  type FakeServer,
+  lostResponseBody,
+  type RecordedRequest,
+  startFakeHttpServer,
+} from "./fake_http.ts";
 
 /** A run as the fake stores it (KFP v2beta1 field names). */
 export interface FakeKubeflowRun {
@@ -159,22 +164,6 @@ function accepts(run: FakeKubeflowRun, predicates: readonly Predicate[]): boolea
   });
 }
 
-function lostBody(): ReadableStream<Uint8Array> {
-  let sent = false;
-  return new ReadableStream<Uint8Array>({
-    pull(controller) {
-      if (!sent) {
-        sent = true;
-        controller.enqueue(new TextEncoder().encode("{"));
-        return;
-      }
-      const error = new Error("Fake Kubeflow API lost the response on purpose");
-      error.stack = `${error.name}: ${error.message}`;
-      controller.error(error);
-    },
-  });
-}
-
 /**
  * Starts a fake KFP v2beta1 API.
  *
@@ -242,7 +231,9 @@ export function startFakeKubeflow(config: FakeKubeflowConfig = {}): FakeKubeflow
     }
     if (loseCreate > 0) {
       loseCreate--;
-      return new Response(lostBody(), { headers: { "content-type": "application/json" } });
+      return new Response(lostResponseBody("Fake Kubeflow API"), {
+        headers: { "content-type": "application/json" },
+      });
     }
     return Response.json(run);
   }

@@ -45,7 +45,12 @@
  * @module
  */
 import { isRecord } from "../clients/_json.ts";
-import { type FakeServer, type RecordedRequest, startFakeHttpServer } from "./fake_http.ts";
+import {
+  type FakeServer,
+  lostResponseBody,
+  type RecordedRequest,
+  startFakeHttpServer,
+} from "./fake_http.ts";
 
 /** A Workflow as the fake stores it (the fields pipeline-bridge reads and writes). */
 export interface FakeWorkflow {
@@ -200,23 +205,6 @@ function status(code: number, reason: string, message: string): Response {
   );
 }
 
-/** A body that breaks the connection after the head: the client never gets the answer. */
-function lostBody(): ReadableStream<Uint8Array> {
-  let sent = false;
-  return new ReadableStream<Uint8Array>({
-    pull(controller) {
-      if (!sent) {
-        sent = true;
-        controller.enqueue(new TextEncoder().encode("{"));
-        return;
-      }
-      const error = new Error("Fake Kubernetes API lost the response on purpose");
-      error.stack = `${error.name}: ${error.message}`;
-      controller.error(error);
-    },
-  });
-}
-
 /**
  * Starts a fake Kubernetes API server for Argo Workflows.
  *
@@ -337,7 +325,7 @@ export function startFakeKubernetes(config: FakeKubernetesConfig = {}): FakeKube
     }
     if (loseCreate > 0) {
       loseCreate--;
-      return new Response(lostBody(), {
+      return new Response(lostResponseBody("Fake Kubernetes API"), {
         status: 201,
         headers: { "content-type": "application/json" },
       });
