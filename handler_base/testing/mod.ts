@@ -56,5 +56,6 @@ export * from "./fake_xtts.ts";
 export * from "./nats_server.ts";
 export * from "./otlp_receiver.ts";
 export * from "./ports.ts";
+export * from "./recording_tracer.ts";
 export * from "./service_process.ts";
 export * from "./test_service.ts";

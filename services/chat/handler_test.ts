@@ -1,13 +1,5 @@
 import assert from "node:assert/strict";
 import type { Msg } from "@nats-io/nats-core";
-import {
-  type Attributes,
-  type AttributeValue,
-  INVALID_SPAN_CONTEXT,
-  type Span,
-  type Tracer,
-  type TracerProvider,
-} from "@opentelemetry/api";
 import { createEmbeddingsClient } from "@homelab/handler-base/clients/embeddings";
 import { createLlmClient } from "@homelab/handler-base/clients/llm";
 import { createMilvusClient } from "@homelab/handler-base/clients/milvus";
@@ -40,6 +32,8 @@ import {
   type FakeReranker,
   type FakeXtts,
   type RecordedRequest,
+  type RecordedSpan,
+  recordingTracerProvider,
   startFakeEmbeddings,
   startFakeLlm,
   startFakeMilvus,
@@ -85,47 +79,6 @@ function answerTo(question: string): string {
 /** The deltas the fake LLM streams for an answer (words with their trailing space). */
 function deltasOf(answer: string): string[] {
   return answer.match(/\S+\s*|\s+/g) ?? [];
-}
-
-interface RecordedSpan {
-  readonly name: string;
-  readonly attributes: Record<string, AttributeValue | undefined>;
-  readonly events: { name: string; attributes?: Attributes }[];
-}
-
-/** A tracer provider whose spans record their attributes and events. */
-function recordingTracerProvider(): TracerProvider & { spans: RecordedSpan[] } {
-  const spans: RecordedSpan[] = [];
-  const tracer = {
-    startSpan(name: string): Span {
-      const recorded: RecordedSpan = { name, attributes: {}, events: [] };
-      spans.push(recorded);
-      const span: Span = {
-        spanContext: () => INVALID_SPAN_CONTEXT,
-        setAttribute(key, value) {
-          recorded.attributes[key] = value;
-          return span;
-        },
-        setAttributes(attributes) {
-          Object.assign(recorded.attributes, attributes);
-          return span;
-        },
-        addEvent(name, attributes) {
-          recorded.events.push({ name, attributes: attributes as Attributes });
-          return span;
-        },
-        addLink: () => span,
-        addLinks: () => span,
-        setStatus: () => span,
-        updateName: () => span,
-        end() {},
-        isRecording: () => true,
-        recordException() {},
-      };
-      return span;
-    },
-  } as unknown as Tracer;
-  return { spans, getTracer: () => tracer };
 }
 
 function isPrompt(request: RecordedRequest): boolean {

@@ -1,15 +1,5 @@
 import assert from "node:assert/strict";
 import type { NatsConnection } from "@nats-io/nats-core";
-import {
-  type Attributes,
-  type AttributeValue,
-  type Context,
-  INVALID_SPAN_CONTEXT,
-  type Span,
-  trace,
-  type Tracer,
-  type TracerProvider,
-} from "@opentelemetry/api";
 import { createEmbeddingsClient } from "@homelab/handler-base/clients/embeddings";
 import { createLlmClient } from "@homelab/handler-base/clients/llm";
 import { createMilvusClient } from "@homelab/handler-base/clients/milvus";
@@ -47,6 +37,7 @@ import {
   type FakeXtts,
   type FakeXttsConfig,
   type NatsServer,
+  recordingTracerProvider,
   startFakeEmbeddings,
   startFakeLlm,
   startFakeMilvus,
@@ -87,84 +78,6 @@ function pcm16k(ms = 1000): Uint8Array {
 /** The deltas the fake LLM streams for a text (words with their trailing space). */
 function deltasOf(text: string): string[] {
   return text.match(/\S+\s*|\s+/g) ?? [];
-}
-
-interface RecordedSpan {
-  readonly name: string;
-  readonly parent: string | undefined;
-  readonly attributes: Record<string, AttributeValue | undefined>;
-  readonly events: { name: string; attributes?: Attributes }[];
-  ended: boolean;
-}
-
-/**
- * A tracer provider whose spans record attributes, events and their parent's
- * name; `ended(match)` waits until a matching span has ended.
- */
-function recordingTracerProvider(): TracerProvider & {
-  spans: RecordedSpan[];
-  ended(match: (span: RecordedSpan) => boolean): Promise<void>;
-} {
-  const spans: RecordedSpan[] = [];
-  const onEnd = new Set<() => void>();
-  const names = new WeakMap<Span, string>();
-  const tracer = {
-    startSpan(name: string, _options?: unknown, parentContext?: Context): Span {
-      const parentSpan = parentContext ? trace.getSpan(parentContext) : undefined;
-      const recorded: RecordedSpan = {
-        name,
-        parent: parentSpan ? names.get(parentSpan) : undefined,
-        attributes: {},
-        events: [],
-        ended: false,
-      };
-      spans.push(recorded);
-      const span: Span = {
-        spanContext: () => INVALID_SPAN_CONTEXT,
-        setAttribute(key, value) {
-          recorded.attributes[key] = value;
-          return span;
-        },
-        setAttributes(attributes) {
-          Object.assign(recorded.attributes, attributes);
-          return span;
-        },
-        addEvent(name, attributes) {
-          recorded.events.push({ name, attributes: attributes as Attributes });
-          return span;
-        },
-        addLink: () => span,
-        addLinks: () => span,
-        setStatus: () => span,
-        updateName: () => span,
-        end() {
-          recorded.ended = true;
-          for (const notify of onEnd) notify();
-        },
-        isRecording: () => true,
-        recordException() {},
-      };
-      names.set(span, name);
-      return span;
-    },
-  } as unknown as Tracer;
-  function ended(match: (span: RecordedSpan) => boolean): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const check = () => {
-        if (!spans.some((span) => span.ended && match(span))) return;
-        onEnd.delete(check);
-        clearTimeout(timer);
-        resolve();
-      };
-      const timer = setTimeout(() => {
-        onEnd.delete(check);
-        reject(new Error("No matching span ended within 10 s"));
-      }, 10_000);
-      onEnd.add(check);
-      check();
-    });
-  }
-  return { spans, ended, getTracer: () => tracer };
 }
 
 /** Rejects when the promise takes longer than 10 s (a guard, not a measurement). */
