@@ -26,6 +26,7 @@ const EXPOSED_DEPENDENCY_TYPES = new Set([
   "MessageShape",
   // @opentelemetry/api: spans and metrics
   "Attributes",
+  "AttributeValue",
   "Context",
   "Counter",
   "Histogram",
