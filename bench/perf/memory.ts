@@ -1,8 +1,8 @@
 /**
  * Resident memory (`VmRSS`) of every service of `services/table.ts` once
  * `/ready` answers 200 and a second has passed, beside the baselines of the
- * same run: a bare `deno run` script (`bare_ready.ts`) and a raw nats.js
- * process connected and subscribed (`responders.ts`). Each service runs with
+ * same run: a bare `deno run` script (`bare_ready.ts`) and nats.js alone,
+ * connected and subscribed (`raw_nats.ts`). Each service runs with
  * exactly its permission set, in two environments: as `deno run` starts it
  * (core mode, telemetry off, no V8 flags) and as its Deployment does
  * (`CONSUME_MODE`, `OTEL_DENO=true`, `DENO_V8_FLAGS`, `MALLOC_ARENA_MAX` from
@@ -21,7 +21,7 @@ import { rssMiB } from "./proc.ts";
 import { type Backends, type ServiceRun, serviceRuns } from "./services.ts";
 import { BARE_READY } from "./startup.ts";
 
-const RESPONDERS = new URL("./responders.ts", import.meta.url).pathname;
+const RAW_NATS = new URL("./raw_nats.ts", import.meta.url).pathname;
 const ROOT = new URL("../../", import.meta.url).pathname;
 
 /** One process measured. */
@@ -59,7 +59,9 @@ async function startReady(args: string[], env: Record<string, string>): Promise<
 }
 
 async function heapUsed(port: number): Promise<number | undefined> {
-  const body = await fetch(`http://127.0.0.1:${port}/ready`).then((r) => r.json()).catch(() => ({}));
+  const body = await fetch(`http://127.0.0.1:${port}/ready`).then((r) => r.json()).catch(
+    () => ({}),
+  );
   return body?.details?.memory?.heap_used_mib;
 }
 
@@ -86,25 +88,35 @@ export async function measureIdle(backends: Backends): Promise<MemoryRow[]> {
   const rows: MemoryRow[] = [];
   const bare = await startReady(["run", "-A", BARE_READY], {});
   await settle();
-  rows.push({ name: "bare Deno.serve script (baseline)", env: "deno run", rssMiB: rssMiB(bare.child.pid) });
+  rows.push({
+    name: "bare Deno.serve script (baseline)",
+    env: "deno run",
+    rssMiB: rssMiB(bare.child.pid),
+  });
   await stop(bare);
   const raw = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", RESPONDERS, backends.nats.url],
+    args: ["run", "-A", RAW_NATS, backends.nats.url],
     stdout: "piped",
     stderr: "null",
   }).spawn();
   const reader = raw.stdout.pipeThrough(new TextDecoderStream()).getReader();
   while (!((await reader.read()).value ?? "").includes("READY"));
   await settle();
-  rows.push({ name: "raw nats.js responders (baseline)", env: "deno run", rssMiB: rssMiB(raw.pid) });
+  rows.push({
+    name: "raw nats.js connected (baseline)",
+    env: "deno run",
+    rssMiB: rssMiB(raw.pid),
+  });
   raw.kill("SIGKILL");
   await raw.status;
   await using receiver = startOtlpReceiver();
   for (const service of serviceRuns(backends)) {
     for (const kind of ["deno run", "Deployment"] as const) {
-      const env = kind === "deno run"
-        ? service.env
-        : { ...service.env, ...(await deploymentEnv(service.name)), ...receiver.exporterEnv(service.name) };
+      const env = kind === "deno run" ? service.env : {
+        ...service.env,
+        ...(await deploymentEnv(service.name)),
+        ...receiver.exporterEnv(service.name),
+      };
       const running = await startReady(["run", ...service.flags, service.entry], env);
       await settle();
       rows.push({
@@ -126,7 +138,10 @@ export async function measureUnderLoad(
 ): Promise<{ before: number; after: number; requests: number }> {
   const tts = serviceRuns(backends).find((s: ServiceRun) => s.name === "tts-module")!;
   const env = { ...tts.env, ...(await deploymentEnv("tts-module")), OTEL_DENO: "" };
-  const running = await startReady(["run", ...tts.flags, tts.entry], { ...env, CONSUME_MODE: "core" });
+  const running = await startReady(["run", ...tts.flags, tts.entry], {
+    ...env,
+    CONSUME_MODE: "core",
+  });
   const nc = await connectNats({ servers: backends.nats.url, name: "bench-memory-load" });
   try {
     await settle();

@@ -18,7 +18,11 @@ import { decode, encode, TTSRequestSchema, TTSStatusSchema } from "../../handler
 import { connectNats, messageHeaders } from "../../handler_base/natsutil.ts";
 
 /** The subjects of the three responders. */
-export const SUBJECTS = { echo: "bench.raw", proto: "bench.proto", handler: "bench.handler" } as const;
+export const SUBJECTS = {
+  echo: "bench.raw",
+  proto: "bench.proto",
+  handler: "bench.handler",
+} as const;
 
 /** One of the three responders. */
 export type Path = keyof typeof SUBJECTS;

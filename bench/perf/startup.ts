@@ -58,7 +58,11 @@ export interface StartupRow {
 export async function measureStartup(backends: Backends, runs: number): Promise<StartupRow[]> {
   const targets = [
     { name: "bare Deno.serve /ready (baseline)", args: ["run", "-A", BARE_READY], env: {} },
-    ...serviceRuns(backends).map((s) => ({ name: s.name, args: ["run", ...s.flags, s.entry], env: s.env })),
+    ...serviceRuns(backends).map((s) => ({
+      name: s.name,
+      args: ["run", ...s.flags, s.entry],
+      env: s.env,
+    })),
   ];
   const results = targets.map((t) => ({ name: t.name, runs: [] as number[] }));
   for (const target of targets) await spawnToReady(target.args, target.env, freePort()); // warm cache
