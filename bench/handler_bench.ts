@@ -11,21 +11,22 @@
  *
  * Run: `deno run -A bench/handler_bench.ts [--seconds=2] [--rounds=3]`
  *
+ * Its one load generator (nats.js, one core) is the bottleneck at 64 in
+ * flight; `bench/perf/throughput.ts` (in `deno task bench`) uses several load
+ * processes and measures the responder's CPU per request instead.
+ *
  * @module
  */
 import type { NatsConnection } from "@nats-io/nats-core";
-import { createService, defineEndpoint } from "../handler_base/handler.ts";
-import { createLogger } from "../handler_base/log.ts";
-import { decode, encode, TTSRequestSchema, TTSStatusSchema } from "../handler_base/messages.ts";
-import { connectNats, messageHeaders } from "../handler_base/natsutil.ts";
+import { connectNats } from "../handler_base/natsutil.ts";
 import { startNatsServer } from "../handler_base/testing/nats_server.ts";
+import { type Path, PAYLOAD as payload, serveResponders, SUBJECTS } from "./perf/responders.ts";
 
 const args = Object.fromEntries(
   Deno.args.map((a) => a.replace(/^--/, "").split("=") as [string, string]),
 );
 const seconds = Number(args.seconds ?? 2);
 const rounds = Number(args.rounds ?? 3);
-const payload = encode(TTSRequestSchema, { text: "How fast is the handler layer?", speaker: "x" });
 
 /** Runs `inFlight` request loops against `subject` for the given time; returns requests/s. */
 async function load(nc: NatsConnection, subject: string, inFlight: number): Promise<number> {
@@ -40,44 +41,8 @@ async function load(nc: NatsConnection, subject: string, inFlight: number): Prom
   return done / seconds;
 }
 
-/** The subprocess: a raw echo responder and a handler-base endpoint on one connection each. */
-async function serve(url: string): Promise<void> {
-  const serviceConn = await connectNats({ servers: url, name: "bench-service" });
-  const rawConn = await connectNats({ servers: url, name: "bench-raw" });
-  rawConn.subscribe("bench.raw", {
-    callback: (_err, msg) => {
-      msg.respond(msg.data);
-    },
-  });
-  const protoHeaders = messageHeaders(TTSStatusSchema.typeName);
-  rawConn.subscribe("bench.proto", {
-    callback: (_err, msg) => {
-      const req = decode(TTSRequestSchema, msg.data);
-      const reply = encode(TTSStatusSchema, { status: "ok", message: req.text });
-      msg.respond(reply, { headers: protoHeaders });
-    },
-  });
-  const service = createService(serviceConn, {
-    name: "bench",
-    logger: createLogger({ service: "bench", level: "error" }),
-    concurrency: 64,
-    endpoints: [defineEndpoint({
-      subject: "bench.handler",
-      request: TTSRequestSchema,
-      response: TTSStatusSchema,
-      handle: (req) => Promise.resolve({ status: "ok", message: req.text }),
-    })],
-  });
-  await service.start();
-  await rawConn.flush();
-  console.log("READY");
-  await new Promise((resolve) => Deno.addSignalListener("SIGTERM", () => resolve(undefined)));
-  await service.stop();
-  await Promise.all([serviceConn.close(), rawConn.close()]);
-}
-
 if (args.serve) {
-  await serve(args.serve);
+  await serveResponders(args.serve);
   Deno.exit(0);
 }
 
@@ -97,8 +62,6 @@ while (!((await reader.read()).value ?? "").includes("READY"));
 reader.releaseLock();
 const client = await connectNats({ servers: server.url, name: "bench-client" });
 
-const SUBJECTS = { echo: "bench.raw", proto: "bench.proto", handler: "bench.handler" } as const;
-type Path = keyof typeof SUBJECTS;
 const results: Array<{ inFlight: number } & Record<Path, number>> = [];
 for (const inFlight of [1, 64]) {
   const totals: Record<Path, number> = { echo: 0, proto: 0, handler: 0 };

@@ -71,7 +71,7 @@ import {
   type ConsumeConfigSpec,
   consumeConfigSpec,
   consumeSettingsFromConfig,
-} from "./jetstream.ts";
+} from "./consume_config.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { natsOptionsFromConfig } from "./natsutil.ts";
 import { runService, terminationSignal } from "./run.ts";

@@ -61,3 +61,63 @@ Deno.test("messages and errors load protobuf only", async () => {
     assert.deepEqual(npm, ["@bufbuild/protobuf"], entry);
   }
 });
+
+/**
+ * The npm packages a module loads when it is imported: its static imports, followed through
+ * local files, without the `import()` calls that load code only when it is used.
+ */
+async function staticNpmOf(path: string): Promise<string[]> {
+  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["info", "--json", path],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(code, 0, new TextDecoder().decode(stderr));
+  const info = JSON.parse(new TextDecoder().decode(stdout));
+  type Dependency = { isDynamic?: boolean; code?: { specifier?: string } };
+  type Module = { specifier: string; npmPackage?: string; dependencies?: Dependency[] };
+  const modules = new Map<string, Module>(
+    (info.modules as Module[]).map((module) => [module.specifier, module]),
+  );
+  const redirects: Record<string, string> = info.redirects ?? {};
+  const seen = new Set<string>();
+  const npm = new Set<string>();
+  const visit = (specifier: string) => {
+    const resolved = redirects[specifier] ?? specifier;
+    if (seen.has(resolved)) return;
+    seen.add(resolved);
+    const module = modules.get(resolved);
+    if (!module) return;
+    if (module.npmPackage) {
+      npm.add(module.npmPackage.replace(/@[^@/]*$/, "").replace(/^(@[^/]+\/[^/@]+).*/, "$1"));
+      return;
+    }
+    for (const dependency of module.dependencies ?? []) {
+      if (!dependency.isDynamic && dependency.code?.specifier) visit(dependency.code.specifier);
+    }
+  };
+  visit(info.roots[0]);
+  return [...npm].sort();
+}
+
+Deno.test("a core-mode service loads no JetStream or key-value code until it uses them", async () => {
+  // run.ts imports streams.ts and consumer.ts only to ensure streams or consume in JetStream mode.
+  const core = [
+    "@bufbuild/protobuf",
+    "@nats-io/nats-core",
+    "@nats-io/transport-node",
+    "@opentelemetry/api",
+  ];
+  assert.deepEqual(await staticNpmOf(new URL(exports["./main"], root).pathname), core);
+  const services = new URL("../services/", root);
+  for (const entry of ["chat.ts", "tts.ts"]) {
+    assert.deepEqual(await staticNpmOf(new URL(entry, services).pathname), core, entry);
+  }
+  // pipeline-bridge loads the Kubernetes client only when it talks to the API.
+  const bridge = await staticNpmOf(new URL("pipeline_bridge.ts", services).pathname);
+  assert.ok(!bridge.includes("@kubernetes/client-node"), `${bridge}`);
+  assert.ok(!bridge.includes("@nats-io/jetstream"), `${bridge}`);
+  // The full graph still has them: this test would not notice a static import otherwise.
+  const { npm } = await graphOf(exports["./main"]);
+  assert.ok(npm.includes("@nats-io/jetstream"), `${npm}`);
+});

@@ -16,6 +16,11 @@
  * Requires `--allow-net` for NATS and the health port. Listening for signals
  * needs no permission.
  *
+ * The JetStream client (`streams.ts`, `consumer.ts` and `@nats-io/jetstream`)
+ * is imported only when the service ensures streams or consumes in JetStream
+ * mode: a core-mode service never loads it (start-up and resident memory,
+ * `docs/PERFORMANCE.md`; `module_graph_test.ts` keeps it so).
+ *
  * @example The main of a service
  * ```ts ignore
  * import { runService, terminationSignal } from "@homelab/handler-base/run";
@@ -36,12 +41,7 @@ import { delay, settlesWithin } from "./async.ts";
 import { startDiscovery } from "./discovery.ts";
 import { createService, type Endpoint, type Service } from "./handler.ts";
 import { type ReadinessCheck, startHealthServer } from "./health.ts";
-import {
-  consumeJetStream,
-  type ConsumeSettings,
-  ensureStreams,
-  StreamSetupError,
-} from "./jetstream.ts";
+import type { ConsumeSettings } from "./consume_config.ts";
 import type { Logger } from "./log.ts";
 import {
   connectNats,
@@ -173,6 +173,7 @@ export async function runService(options: RunServiceOptions): Promise<void> {
     if (options.ensureStreams) {
       // Failed streams are logged one by one, and the consumers then report
       // them on /ready: a service runs on without them.
+      const { ensureStreams, StreamSetupError } = await import("./streams.ts");
       await ensureStreams(nc, { logger, signal }).catch((error) => {
         if (!(error instanceof StreamSetupError)) logger.error("Cannot ensure streams", { error });
       });
@@ -185,6 +186,7 @@ export async function runService(options: RunServiceOptions): Promise<void> {
     // Ready means discoverable too: the server has the $SRV subscriptions before /ready says 200.
     await nc.flush().catch(() => {});
     if (service.jetstreamEndpoints.length > 0) {
+      const { consumeJetStream } = await import("./consumer.ts");
       const consumers = consumeJetStream(service, options.jetstream);
       health.setCheck("jetstream", () => consumers.check());
     }

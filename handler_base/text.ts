@@ -111,8 +111,12 @@ export interface TruncateOptions {
   ellipsis?: string;
 }
 
-/** Stateless: segmenting keeps no state between calls. */
-const GRAPHEMES = new Intl.Segmenter(undefined, { granularity: "grapheme" });
+/**
+ * Stateless: segmenting keeps no state between calls. Made on first use: building it loads the
+ * ICU segmentation data (about 14 ms at start-up), which a service that never truncates
+ * does not need.
+ */
+let graphemes: Intl.Segmenter | undefined;
 
 /**
  * Cuts a text to at most `max` code points without splitting a grapheme
@@ -147,7 +151,8 @@ export function truncateText(text: string, max: number, options: TruncateOptions
   if (budget <= 0) return truncateText(ellipsis, max);
   let used = 0;
   let end = 0;
-  for (const { segment, index } of GRAPHEMES.segment(text)) {
+  graphemes ??= new Intl.Segmenter(undefined, { granularity: "grapheme" });
+  for (const { segment, index } of graphemes.segment(text)) {
     const size = countCodePoints(segment, { stopAfter: budget });
     if (used + size > budget) {
       // One cluster longer than the whole budget: keep its first code points.

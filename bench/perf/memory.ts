@@ -1,0 +1,178 @@
+/**
+ * Resident memory (`VmRSS`) of every service of `services/table.ts` once
+ * `/ready` answers 200 and a second has passed, beside the baselines of the
+ * same run: a bare `deno run` script (`bare_ready.ts`) and nats.js alone,
+ * connected and subscribed (`raw_nats.ts`). Each service runs with
+ * exactly its permission set, in two environments: as `deno run` starts it
+ * (core mode, telemetry off, no V8 flags) and as its Deployment does
+ * (`CONSUME_MODE`, `OTEL_DENO=true`, `DENO_V8_FLAGS`, `MALLOC_ARENA_MAX` from
+ * `k8s/<name>.yaml`). Then tts-module under load: `--load-seconds` of full
+ * syntheses against the fake XTTS, 16 at a time, and its `VmRSS` after.
+ *
+ * Run alone: `deno run -A bench/perf/memory.ts [--load-seconds=60]` (`deno task bench` runs it).
+ *
+ * @module
+ */
+import { TTSFullResponseSchema, TTSRequestSchema } from "../../handler_base/messages.ts";
+import { connectNats, request } from "../../handler_base/natsutil.ts";
+import { freePort } from "../../handler_base/testing/ports.ts";
+import { startOtlpReceiver } from "../../handler_base/testing/otlp_receiver.ts";
+import { rssMiB } from "./proc.ts";
+import { type Backends, type ServiceRun, serviceRuns } from "./services.ts";
+import { BARE_READY } from "./startup.ts";
+
+const RAW_NATS = new URL("./raw_nats.ts", import.meta.url).pathname;
+const ROOT = new URL("../../", import.meta.url).pathname;
+
+/** One process measured. */
+export interface MemoryRow {
+  readonly name: string;
+  readonly env: "deno run" | "Deployment";
+  readonly rssMiB: number;
+  /** V8 heap used, from `/ready` `details.memory` (services only). */
+  readonly heapUsedMiB?: number;
+}
+
+/** A running process and its health port. */
+interface Running {
+  readonly child: Deno.ChildProcess;
+  readonly port: number;
+}
+
+async function startReady(args: string[], env: Record<string, string>): Promise<Running> {
+  const port = freePort();
+  const child = new Deno.Command(Deno.execPath(), {
+    args,
+    env: { ...env, HEALTH_PORT: String(port), LOG_LEVEL: "warn" },
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  for (let i = 0; i < 3000; i++) {
+    const status = await fetch(`http://127.0.0.1:${port}/ready`)
+      .then(async (r) => (await r.body?.cancel(), r.status)).catch(() => 0);
+    if (status === 200) return { child, port };
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  child.kill("SIGKILL");
+  throw new Error(`Cannot start ${args.join(" ")}: /ready is not 200 after 30 s`);
+}
+
+async function heapUsed(port: number): Promise<number | undefined> {
+  const body = await fetch(`http://127.0.0.1:${port}/ready`).then((r) => r.json()).catch(
+    () => ({}),
+  );
+  return body?.details?.memory?.heap_used_mib;
+}
+
+async function stop(running: Running): Promise<void> {
+  running.child.kill("SIGKILL");
+  await running.child.status;
+}
+
+const settle = () => new Promise((resolve) => setTimeout(resolve, 1000));
+
+/** The environment a service's Deployment sets (from its generated manifest). */
+export async function deploymentEnv(name: string): Promise<Record<string, string>> {
+  const yaml = await Deno.readTextFile(`${ROOT}k8s/${name}.yaml`);
+  const env: Record<string, string> = {};
+  for (const key of ["CONSUME_MODE", "DENO_V8_FLAGS", "MALLOC_ARENA_MAX", "OTEL_DENO"]) {
+    const value = yaml.match(new RegExp(`name: "?${key}"?\\s+value: "?([^"\\n]+)"?`))?.[1];
+    if (value) env[key] = value;
+  }
+  return env;
+}
+
+/** Measures the baselines and every service in both environments. */
+export async function measureIdle(backends: Backends): Promise<MemoryRow[]> {
+  const rows: MemoryRow[] = [];
+  const bare = await startReady(["run", "-A", BARE_READY], {});
+  await settle();
+  rows.push({
+    name: "bare Deno.serve script (baseline)",
+    env: "deno run",
+    rssMiB: rssMiB(bare.child.pid),
+  });
+  await stop(bare);
+  const raw = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", RAW_NATS, backends.nats.url],
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const reader = raw.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  while (!((await reader.read()).value ?? "").includes("READY"));
+  await settle();
+  rows.push({
+    name: "raw nats.js connected (baseline)",
+    env: "deno run",
+    rssMiB: rssMiB(raw.pid),
+  });
+  raw.kill("SIGKILL");
+  await raw.status;
+  await using receiver = startOtlpReceiver();
+  for (const service of serviceRuns(backends)) {
+    for (const kind of ["deno run", "Deployment"] as const) {
+      const env = kind === "deno run" ? service.env : {
+        ...service.env,
+        ...(await deploymentEnv(service.name)),
+        ...receiver.exporterEnv(service.name),
+      };
+      const running = await startReady(["run", ...service.flags, service.entry], env);
+      await settle();
+      rows.push({
+        name: service.name,
+        env: kind,
+        rssMiB: rssMiB(running.child.pid),
+        heapUsedMiB: await heapUsed(running.port),
+      });
+      await stop(running);
+    }
+  }
+  return rows;
+}
+
+/** tts-module in its Deployment environment under `seconds` of full syntheses: VmRSS before and after. */
+export async function measureUnderLoad(
+  backends: Backends,
+  seconds: number,
+): Promise<{ before: number; after: number; requests: number }> {
+  const tts = serviceRuns(backends).find((s: ServiceRun) => s.name === "tts-module")!;
+  const env = { ...tts.env, ...(await deploymentEnv("tts-module")), OTEL_DENO: "" };
+  const running = await startReady(["run", ...tts.flags, tts.entry], {
+    ...env,
+    CONSUME_MODE: "core",
+  });
+  const nc = await connectNats({ servers: backends.nats.url, name: "bench-memory-load" });
+  try {
+    await settle();
+    const before = rssMiB(running.child.pid);
+    const end = performance.now() + seconds * 1000;
+    let requests = 0;
+    await Promise.all(Array.from({ length: 16 }, async (_, w) => {
+      while (performance.now() < end) {
+        await request(
+          nc,
+          `ai.voice.tts.request.m${w}`,
+          TTSRequestSchema,
+          { text: `Sentence number ${requests} of the memory benchmark.` },
+          TTSFullResponseSchema,
+          { timeout: 10_000 },
+        );
+        requests++;
+      }
+    }));
+    await settle();
+    return { before, after: rssMiB(running.child.pid), requests };
+  } finally {
+    await nc.close();
+    await stop(running);
+  }
+}
+
+if (import.meta.main) {
+  const seconds = Number(Deno.args.find((a) => a.startsWith("--load-seconds="))?.slice(15) ?? 10);
+  const { startBackends } = await import("./services.ts");
+  await using backends = await startBackends();
+  for (const row of await measureIdle(backends)) console.log(JSON.stringify(row));
+  console.log(JSON.stringify(await measureUnderLoad(backends, seconds)));
+}

@@ -1,0 +1,75 @@
+/**
+ * The responders the throughput benchmarks compare, in one process on one
+ * nats-server: a raw nats.js **echo** (`bench.raw`), a raw nats.js responder
+ * doing the **same protobuf work** as the endpoint (`bench.proto`: decode the
+ * TTSRequest, encode a TTSStatus, set `Msg-Type`), and a **handler-base
+ * endpoint** (`bench.handler`: the whole runtime, concurrency 64). Each has its
+ * own connection. Telemetry is whatever the process was started with
+ * (`OTEL_DENO=true` turns it on).
+ *
+ * Run as a subprocess: `deno run -A bench/perf/responders.ts <nats-url>`; it
+ * prints `READY` once subscribed and stops on SIGTERM.
+ *
+ * @module
+ */
+import { createService, defineEndpoint } from "../../handler_base/handler.ts";
+import { createLogger } from "../../handler_base/log.ts";
+import { decode, encode, TTSRequestSchema, TTSStatusSchema } from "../../handler_base/messages.ts";
+import { connectNats, messageHeaders } from "../../handler_base/natsutil.ts";
+
+/** The subjects of the three responders. */
+export const SUBJECTS = {
+  echo: "bench.raw",
+  proto: "bench.proto",
+  handler: "bench.handler",
+} as const;
+
+/** One of the three responders. */
+export type Path = keyof typeof SUBJECTS;
+
+/** The request every load generator sends (a TTSRequest). */
+export const PAYLOAD: Uint8Array = encode(TTSRequestSchema, {
+  text: "How fast is the handler layer?",
+  speaker: "x",
+});
+
+/** Serves the three responders until SIGTERM. */
+export async function serveResponders(url: string): Promise<void> {
+  const serviceConn = await connectNats({ servers: url, name: "bench-service" });
+  const rawConn = await connectNats({ servers: url, name: "bench-raw" });
+  rawConn.subscribe(SUBJECTS.echo, {
+    callback: (_err, msg) => {
+      msg.respond(msg.data);
+    },
+  });
+  const protoHeaders = messageHeaders(TTSStatusSchema.typeName);
+  rawConn.subscribe(SUBJECTS.proto, {
+    callback: (_err, msg) => {
+      const req = decode(TTSRequestSchema, msg.data);
+      const reply = encode(TTSStatusSchema, { status: "ok", message: req.text });
+      msg.respond(reply, { headers: protoHeaders });
+    },
+  });
+  const service = createService(serviceConn, {
+    name: "bench",
+    logger: createLogger({ service: "bench", level: "error" }),
+    concurrency: 64,
+    endpoints: [defineEndpoint({
+      subject: SUBJECTS.handler,
+      request: TTSRequestSchema,
+      response: TTSStatusSchema,
+      handle: (req) => Promise.resolve({ status: "ok", message: req.text }),
+    })],
+  });
+  await service.start();
+  await rawConn.flush();
+  console.log("READY");
+  await new Promise((resolve) => Deno.addSignalListener("SIGTERM", () => resolve(undefined)));
+  await service.stop();
+  await Promise.all([serviceConn.close(), rawConn.close()]);
+}
+
+if (import.meta.main) {
+  await serveResponders(Deno.args[0]!);
+  Deno.exit(0);
+}

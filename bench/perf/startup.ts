@@ -1,0 +1,84 @@
+/**
+ * Spawn to `/ready` answering 200, for every service of `services/table.ts`
+ * and for a baseline: a bare `deno run` script that serves `/ready` with
+ * `Deno.serve` (what any Deno service pays before its own code). Each run
+ * spawns the entry file with exactly its permission set and a fixed
+ * `HEALTH_PORT`, and polls `/ready` every millisecond from the spawn.
+ *
+ * Run alone: `deno run -A bench/perf/startup.ts [--runs=9]` (`deno task bench` runs it too).
+ *
+ * @module
+ */
+import { freePort } from "../../handler_base/testing/ports.ts";
+import { type Backends, serviceRuns } from "./services.ts";
+import { median, spread } from "./stats.ts";
+
+/** Milliseconds from spawn to the first `/ready` answering 200, then kills the process. */
+export async function spawnToReady(
+  args: readonly string[],
+  env: Record<string, string>,
+  healthPort: number,
+): Promise<number> {
+  const url = `http://127.0.0.1:${healthPort}/ready`;
+  const start = performance.now();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [...args],
+    env: { ...env, HEALTH_PORT: String(healthPort), LOG_LEVEL: "warn" },
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  try {
+    const deadline = start + 30_000;
+    while (performance.now() < deadline) {
+      const status = await fetch(url).then(async (r) => (await r.body?.cancel(), r.status))
+        .catch(() => 0);
+      if (status === 200) return performance.now() - start;
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+    throw new Error(`Cannot start ${args.join(" ")}: /ready is not 200 after 30 s`);
+  } finally {
+    child.kill("SIGKILL");
+    await child.status;
+  }
+}
+
+/** The baseline: a bare script answering `/ready` on `HEALTH_PORT`. */
+export const BARE_READY = new URL("./bare_ready.ts", import.meta.url).pathname;
+
+/** One row of the start-up table. */
+export interface StartupRow {
+  /** The service, or the baseline. */
+  readonly name: string;
+  /** Every run, in ms. */
+  readonly runs: readonly number[];
+}
+
+/** Measures every service and the baseline, alternating them run by run. */
+export async function measureStartup(backends: Backends, runs: number): Promise<StartupRow[]> {
+  const targets = [
+    { name: "bare Deno.serve /ready (baseline)", args: ["run", "-A", BARE_READY], env: {} },
+    ...serviceRuns(backends).map((s) => ({
+      name: s.name,
+      args: ["run", ...s.flags, s.entry],
+      env: s.env,
+    })),
+  ];
+  const results = targets.map((t) => ({ name: t.name, runs: [] as number[] }));
+  for (const target of targets) await spawnToReady(target.args, target.env, freePort()); // warm cache
+  for (let run = 0; run < runs; run++) {
+    for (const [i, target] of targets.entries()) {
+      results[i]!.runs.push(await spawnToReady(target.args, target.env, freePort()));
+    }
+  }
+  return results;
+}
+
+if (import.meta.main) {
+  const runs = Number(Deno.args.find((a) => a.startsWith("--runs="))?.slice(7) ?? 9);
+  const { startBackends } = await import("./services.ts");
+  await using backends = await startBackends();
+  for (const row of await measureStartup(backends, runs)) {
+    console.log(`${row.name}: median ${median(row.runs).toFixed(0)} ms, ${spread(row.runs)}`);
+  }
+}

@@ -1,0 +1,190 @@
+/**
+ * Request-reply throughput and the responder's CPU per request: a raw
+ * nats.js echo, a raw nats.js responder doing the same protobuf work, and a
+ * handler-base endpoint with telemetry off and on (`OTEL_DENO=true`,
+ * exporting to a local OTLP receiver), all in responder subprocesses
+ * (`responders.ts`). The load comes from separate load-generator processes
+ * (`load.ts`, 64 requests in flight split between them), so that the load
+ * generator is not the bottleneck: the table shows the throughput with 1 and
+ * with several load processes, and the CPU the load processes used beside
+ * the responder's. CPU per request is the responder process's user + system
+ * time (`/proc/<pid>/stat`) over the measured window, divided by the
+ * requests answered. Rounds alternate between the paths so that drift on a
+ * shared machine hits all alike.
+ *
+ * Run alone: `deno run -A bench/perf/throughput.ts [--seconds=2] [--rounds=3] [--loaders=3]`
+ * (`deno task bench` runs it too).
+ *
+ * @module
+ */
+import { startOtlpReceiver } from "../../handler_base/testing/otlp_receiver.ts";
+import { cpuMs } from "./proc.ts";
+import { type Path, SUBJECTS } from "./responders.ts";
+import { median } from "./stats.ts";
+
+const RESPONDERS = new URL("./responders.ts", import.meta.url).pathname;
+const LOAD = new URL("./load.ts", import.meta.url).pathname;
+
+/** A path measured: a responder of a process. */
+export type Measured = Path | "handler+otel";
+
+/** One measurement. */
+export interface Sample {
+  readonly path: Measured;
+  readonly inFlight: number;
+  readonly loaders: number;
+  /** Requests per second answered. */
+  readonly rate: number;
+  /** Responder CPU per request, in µs. */
+  readonly cpuUs: number;
+  /** Responder CPU over the window, as a share of one core. */
+  readonly responderCores: number;
+  /** All load processes' CPU over the window, as a share of one core. */
+  readonly loadCores: number;
+}
+
+async function spawnReady(args: string[], env: Record<string, string> = {}) {
+  const child = new Deno.Command(Deno.execPath(), {
+    args,
+    env,
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  while (!text.includes("READY")) {
+    const { value, done } = await lines.read();
+    if (done) throw new Error(`Cannot start ${args.join(" ")}: it exited before READY`);
+    text += value;
+  }
+  return { child, lines, stdin: child.stdin.getWriter() };
+}
+
+/** Runs `loaders` load processes against one responder process and measures. */
+async function measure(
+  url: string,
+  responderPid: number,
+  path: Measured,
+  inFlight: number,
+  loaders: number,
+  seconds: number,
+): Promise<Sample> {
+  const subject = SUBJECTS[path === "handler+otel" ? "handler" : path];
+  const share = (i: number) => Math.floor(inFlight / loaders) + (i < inFlight % loaders ? 1 : 0);
+  const procs = await Promise.all(
+    Array.from({ length: loaders }, (_, i) =>
+      spawnReady([
+        "run",
+        "-A",
+        LOAD,
+        `--url=${url}`,
+        `--subject=${subject}`,
+        `--in-flight=${share(i)}`,
+        `--seconds=${seconds}`,
+      ])),
+  );
+  const before = cpuMs(responderPid);
+  const start = performance.now();
+  await Promise.all(procs.map((p) => p.stdin.write(new TextEncoder().encode("go\n"))));
+  const results = await Promise.all(procs.map(async (p) => {
+    let text = "";
+    for (;;) {
+      const { value, done } = await p.lines.read();
+      if (value) text += value;
+      if (text.includes("}") || done) break;
+    }
+    await p.stdin.close().catch(() => {});
+    await p.child.status;
+    return JSON.parse(text.slice(text.indexOf("{"), text.indexOf("}") + 1)) as {
+      requests: number;
+      cpuMs: number;
+    };
+  }));
+  const wallMs = performance.now() - start;
+  const responderMs = cpuMs(responderPid) - before;
+  const requests = results.reduce((sum, r) => sum + r.requests, 0);
+  return {
+    path,
+    inFlight,
+    loaders,
+    rate: requests / seconds,
+    cpuUs: (responderMs * 1000) / requests,
+    responderCores: responderMs / wallMs,
+    loadCores: results.reduce((sum, r) => sum + r.cpuMs, 0) / wallMs,
+  };
+}
+
+/** The load settings measured: 1 in flight, and 64 with 1 and with `loaders` load processes. */
+export function settings(loaders: number): { inFlight: number; loaders: number }[] {
+  return [{ inFlight: 1, loaders: 1 }, { inFlight: 64, loaders: 1 }, { inFlight: 64, loaders }];
+}
+
+/** Measures every path at every setting, `rounds` times; returns the medians of each. */
+export async function measureThroughput(
+  url: string,
+  options: { seconds: number; rounds: number; loaders: number },
+): Promise<Sample[]> {
+  await using receiver = startOtlpReceiver();
+  const off = await spawnReady(["run", "-A", RESPONDERS, url]);
+  const on = await spawnReady(["run", "-A", RESPONDERS, url], {
+    ...receiver.exporterEnv("bench"),
+    OTEL_DENO: "true",
+  });
+  try {
+    const paths: Measured[] = ["echo", "proto", "handler", "handler+otel"];
+    const samples: Sample[] = [];
+    for (let round = 0; round < options.rounds; round++) {
+      for (const setting of settings(options.loaders)) {
+        for (const path of paths) {
+          const pid = path === "handler+otel" ? on.child.pid : off.child.pid;
+          samples.push(
+            await measure(url, pid, path, setting.inFlight, setting.loaders, options.seconds),
+          );
+        }
+      }
+    }
+    const medians: Sample[] = [];
+    for (const setting of settings(options.loaders)) {
+      for (const path of paths) {
+        const of = samples.filter((s) =>
+          s.path === path && s.inFlight === setting.inFlight && s.loaders === setting.loaders
+        );
+        medians.push({
+          path,
+          ...setting,
+          rate: median(of.map((s) => s.rate)),
+          cpuUs: median(of.map((s) => s.cpuUs)),
+          responderCores: median(of.map((s) => s.responderCores)),
+          loadCores: median(of.map((s) => s.loadCores)),
+        });
+      }
+    }
+    return medians;
+  } finally {
+    for (const r of [off, on]) {
+      r.child.kill("SIGTERM");
+      await r.child.status;
+    }
+  }
+}
+
+if (import.meta.main) {
+  const { startNatsServer } = await import("../../handler_base/testing/nats_server.ts");
+  const args = Object.fromEntries(
+    Deno.args.map((a) => a.replace(/^--/, "").split("=") as [string, string]),
+  );
+  await using server = await startNatsServer({ jetstream: false });
+  const rows = await measureThroughput(server.url, {
+    seconds: Number(args.seconds ?? 2),
+    rounds: Number(args.rounds ?? 3),
+    loaders: Number(args.loaders ?? 3),
+  });
+  for (const r of rows) {
+    console.log(
+      `${r.path} in-flight=${r.inFlight} loaders=${r.loaders}: ${r.rate.toFixed(0)} req/s, ` +
+        `${r.cpuUs.toFixed(1)} µs/req, responder ${r.responderCores.toFixed(2)} cores, ` +
+        `load ${r.loadCores.toFixed(2)} cores`,
+    );
+  }
+}
