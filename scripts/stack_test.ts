@@ -246,7 +246,7 @@ Deno.test({
       /pipeline-bridge: deno run -P=pipeline-bridge --allow-read=\S*\/kubeconfig /,
     );
     // JSON logs made readable, prefixed with the service.
-    assert.match(text, /tts-module +\| \d\d:\d\d:\d\d\.\d{3} INFO  Serving /);
+    assert.match(text, /tts-module +\| \d\d:\d\d:\d\d\.\d{3} INFO {2}Serving /);
   },
 });
 
