@@ -335,7 +335,9 @@ Deno.test({
   async fn() {
     const argo = result(await cli(["pipeline", "document-ingestion", "source=s3://docs"]));
     assert.deepEqual([argo.status, argo.engine], ["succeeded", "argo"]);
-    assert.ok((argo.statuses as string[]).includes("running"), String(argo.statuses));
+    const statuses = argo.statuses as string[];
+    assert.ok(statuses.includes("running"), String(statuses));
+    assert.equal(new Set(statuses).size, statuses.length, `a status shown twice: ${statuses}`);
     const kfp = result(await cli(["pipeline", "rag-query", "query=What is JetStream?"]));
     assert.deepEqual([kfp.status, kfp.engine], ["succeeded", "kubeflow"]);
   },

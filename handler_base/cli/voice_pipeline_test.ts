@@ -9,6 +9,7 @@ import {
   VoiceRequestSchema,
   VoiceResponseSchema,
 } from "../messages.ts";
+import { delay } from "../async.ts";
 import { startTestService } from "../testing/mod.ts";
 import { runIn, tempDir } from "./testdata/cli_helpers.ts";
 
@@ -70,7 +71,7 @@ Deno.test("cli voice prints transcription, answer and time to first audio, and w
 });
 
 /** A pipeline-bridge stand-in: answers `submitted`, then publishes running and a terminal status. */
-function pipelineEndpoint(terminal: string) {
+function pipelineEndpoint(terminal: string, options: { pendingBeforeReply?: boolean } = {}) {
   return defineEndpoint({
     subject: "ai.pipeline.trigger",
     request: PipelineTriggerSchema,
@@ -95,9 +96,14 @@ function pipelineEndpoint(terminal: string) {
       setTimeout(() => {
         ctx.publish(subject, PipelineStatusSchema, { ...base, status: "running" });
         ctx.publish(subject, PipelineStatusSchema, { ...base, status: terminal });
-      }, 50);
+      }, options.pendingBeforeReply ? 300 : 50);
       const submitted = { ...base, status: "submitted" };
       ctx.publish(subject, PipelineStatusSchema, submitted);
+      if (options.pendingBeforeReply) {
+        // pipeline-bridge's follower can publish `pending` before the reply reaches the client.
+        ctx.publish(subject, PipelineStatusSchema, { ...base, status: "pending" });
+        return delay(100).then(() => submitted);
+      }
       return Promise.resolve(submitted);
     },
   });
@@ -122,6 +128,17 @@ Deno.test("cli pipeline follows the status to succeeded", async () => {
     [result.type, result.status, result.statuses],
     ["result", "succeeded", ["submitted", "running", "succeeded"]],
   );
+});
+
+Deno.test("cli pipeline: the reply that comes after statuses of the subject is not shown twice", async () => {
+  await using service = await startTestService({
+    name: "pipeline-bridge",
+    endpoints: [pipelineEndpoint("succeeded", { pendingBeforeReply: true })],
+  });
+  const json = await runIn(service.url, ["pipeline", "document-ingestion", "--json"]);
+  const result = json.events.at(-1)!;
+  assert.deepEqual(result.statuses, ["submitted", "pending", "running", "succeeded"]);
+  assert.equal(json.events.filter((e) => e.type === "status").length, 4);
 });
 
 Deno.test("cli pipeline: failed and unknown pipelines are exit code 1; bad parameters exit code 2", async () => {
