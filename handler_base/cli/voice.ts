@@ -4,7 +4,11 @@
  * collects the TTSAudioChunk messages of `ai.voice.response.audio.{request_id}`
  * (the first one gives the time to first audio), and takes the VoiceResponse
  * from the reply or from `ai.voice.response.{request_id}`. The audio written
- * is the VoiceResponse's, or the chunks assembled when it carries none.
+ * is the VoiceResponse's, or the chunks assembled when it carries none. A
+ * VoiceResponse whose `error` is set fails the command (exit code 1) unless it
+ * also carries the answer and audio came (voice-assistant sets `error` when
+ * the whole answer's audio exceeds the NATS max payload and went out only as
+ * chunks): then the error is a warning.
  *
  * @example
  * ```ts ignore
@@ -64,6 +68,8 @@ export interface VoiceResult {
   readonly firstAudioMs: number;
   /** Milliseconds from the request to the VoiceResponse. */
   readonly totalMs: number;
+  /** The error voice-assistant reported beside a whole answer (the audio only in chunks), if any. */
+  readonly warning?: string;
 }
 
 /**
@@ -124,17 +130,20 @@ export async function voice(ctx: CommandContext, options: VoiceOptions): Promise
   }
   const totalMs = performance.now() - started;
   if (reply.transcription) ui.line(`transcription: ${reply.transcription}`);
-  if (reply.error) {
+  const wav = reply.audio.length > 0 ? reply.audio : chunks.length > 0 ? chunksToWav(chunks) : null;
+  if (reply.error && (reply.response === "" || !wav)) {
     throw new CliError(
       EXIT_CODES.remoteError,
       `Cannot answer by voice: voice-assistant answered: ${reply.error}`,
     );
   }
+  // An error beside a whole answer is a warning: voice-assistant says so when the answer's
+  // audio is too large to attach and went out only as chunks, which are written here.
+  if (reply.error) ui.progress(`warning: voice-assistant answered: ${reply.error}`);
   ui.line(`answer: ${reply.response}`);
   for (const source of reply.sources) {
     ui.progress(`  source (${source.score.toFixed(3)}): ${source.text.slice(0, 80)}`);
   }
-  const wav = reply.audio.length > 0 ? reply.audio : chunks.length > 0 ? chunksToWav(chunks) : null;
   if (!wav) throw new CliError(EXIT_CODES.remoteError, "Cannot write the answer: it has no audio");
   await writeOutput(options.output, wav);
   const first = firstAudioMs ?? totalMs;
@@ -150,5 +159,6 @@ export async function voice(ctx: CommandContext, options: VoiceOptions): Promise
     chunks: chunks.length,
     firstAudioMs: Math.round(first),
     totalMs: Math.round(totalMs),
+    ...(reply.error ? { warning: reply.error } : {}),
   };
 }

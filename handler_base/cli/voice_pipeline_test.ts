@@ -13,39 +13,45 @@ import { delay } from "../async.ts";
 import { startTestService } from "../testing/mod.ts";
 import { runIn, tempDir } from "./testdata/cli_helpers.ts";
 
-/** A voice-assistant stand-in: two audio chunks, then the VoiceResponse (without audio). */
-const voiceEndpoint = defineEndpoint({
-  subject: "ai.voice.request",
-  request: VoiceRequestSchema,
-  response: VoiceResponseSchema,
-  handle(request, ctx) {
-    const subject = `ai.voice.response.audio.${request.requestId}`;
-    const format = {
-      sampleRate: 16000,
-      channels: 1,
-      bitDepth: 16,
-      audioEncoding: AudioEncoding.PCM_S16LE,
-    };
-    ctx.publish(subject, TTSAudioChunkSchema, {
-      chunkIndex: 0,
-      audio: new Uint8Array(320),
-      ...format,
-    });
-    ctx.publish(subject, TTSAudioChunkSchema, {
-      chunkIndex: 1,
-      audio: new Uint8Array(160),
-      isLast: true,
-      totalChunks: 2,
-      ...format,
-    });
-    return Promise.resolve({
-      requestId: request.requestId,
-      transcription: `heard ${request.audio.length} bytes`,
-      response: "The lights are on.",
-      sources: [{ text: "Lights manual", score: 0.9 }],
-    });
-  },
-});
+/**
+ * A voice-assistant stand-in: two audio chunks, then the VoiceResponse (without audio), with
+ * an error beside the answer, or only an error.
+ */
+const voiceEndpointWith = (error?: { message: string; withAnswer: boolean }) =>
+  defineEndpoint({
+    subject: "ai.voice.request",
+    request: VoiceRequestSchema,
+    response: VoiceResponseSchema,
+    handle(request, ctx) {
+      const subject = `ai.voice.response.audio.${request.requestId}`;
+      const format = {
+        sampleRate: 16000,
+        channels: 1,
+        bitDepth: 16,
+        audioEncoding: AudioEncoding.PCM_S16LE,
+      };
+      ctx.publish(subject, TTSAudioChunkSchema, {
+        chunkIndex: 0,
+        audio: new Uint8Array(320),
+        ...format,
+      });
+      ctx.publish(subject, TTSAudioChunkSchema, {
+        chunkIndex: 1,
+        audio: new Uint8Array(160),
+        isLast: true,
+        totalChunks: 2,
+        ...format,
+      });
+      return Promise.resolve({
+        requestId: request.requestId,
+        transcription: `heard ${request.audio.length} bytes`,
+        response: error && !error.withAnswer ? "" : "The lights are on.",
+        sources: [{ text: "Lights manual", score: 0.9 }],
+        error: error?.message ?? "",
+      });
+    },
+  });
+const voiceEndpoint = voiceEndpointWith();
 
 Deno.test("cli voice prints transcription, answer and time to first audio, and writes the chunks as WAV", async () => {
   await using service = await startTestService({
@@ -108,6 +114,40 @@ function pipelineEndpoint(terminal: string, options: { pendingBeforeReply?: bool
     },
   });
 }
+
+Deno.test("cli voice: an error beside a whole answer is a warning; an error without an answer is exit code 1", async () => {
+  await using dir = await tempDir();
+  const input = `${dir.path}/q.wav`;
+  const output = `${dir.path}/a.wav`;
+  await Deno.writeFile(input, wrapPcmAsWav(new Uint8Array(1000)));
+  const tooLarge = "Cannot attach the audio: 2000000 bytes exceed the NATS max payload of 1048576";
+  {
+    await using service = await startTestService({
+      name: "voice-assistant",
+      endpoints: [voiceEndpointWith({ message: tooLarge, withAnswer: true })],
+    });
+    const run = await runIn(service.url, ["voice", input, "-o", output]);
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(run.stderr, /^warning: voice-assistant answered: Cannot attach the audio/m);
+    assert.equal((await Deno.readFile(output)).length, 44 + 480);
+    const json = await runIn(service.url, ["voice", input, "-o", output, "--json"]);
+    assert.equal(json.events.at(-1)!.warning, tooLarge);
+  }
+  {
+    await using service = await startTestService({
+      name: "voice-assistant",
+      endpoints: [
+        voiceEndpointWith({ message: "Cannot transcribe: STT is down", withAnswer: false }),
+      ],
+    });
+    const run = await runIn(service.url, ["voice", input, "-o", `${dir.path}/none.wav`]);
+    assert.equal(run.code, 1);
+    assert.match(
+      run.stderr,
+      /^error: Cannot answer by voice: voice-assistant answered: Cannot transcribe/m,
+    );
+  }
+});
 
 Deno.test("cli pipeline follows the status to succeeded", async () => {
   await using service = await startTestService({
