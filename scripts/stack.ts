@@ -179,8 +179,11 @@ async function main(): Promise<number> {
 
       backends = await startLocalBackends({ logger: (name) => logs.logger(name) });
       for (const readiness of backends.readiness) {
+        // One line per backend that lacks something, saying what to install and what answers now.
         if (readiness.hint) {
-          say(`${readiness.backend}: missing, ${readiness.hint}; using: ${readiness.standIn}`);
+          say(
+            `${readiness.backend}: missing (${readiness.hint}), answering with ${readiness.standIn}`,
+          );
         }
       }
       const k8s = startFakeKubernetes({ namespace: "ai-ml", schedule: () => ARGO_PHASES });

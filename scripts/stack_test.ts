@@ -395,3 +395,34 @@ Deno.test("deno task stack without nats-server says in one line what to install"
     "Cannot start the stack: nats-server is not installed (apt-get install nats-server)",
   ]);
 });
+
+Deno.test("deno task stack --smoke without flite and pocketsphinx: one line each on what to install, the stand-ins named, every service still answers", async () => {
+  const nats = findProgram("nats-server");
+  assert.ok(nats, "nats-server is not installed");
+  const bin = await Deno.makeTempDir({ prefix: "stack-path-" });
+  try {
+    // A PATH with nats-server only: no flite, espeak-ng, sox or pocketsphinx.
+    await Deno.symlink(nats, `${bin}/nats-server`);
+    const { code, stdout } = await new Deno.Command(Deno.execPath(), {
+      args: [...await stackCommand(), "--smoke"],
+      cwd: ROOT,
+      env: { NO_COLOR: "1", PATH: bin },
+      stdin: "null",
+      signal: AbortSignal.timeout(300_000),
+    }).output();
+    const text = new TextDecoder().decode(stdout);
+    assert.equal(code, 0, text);
+    const missing = text.split("\n").filter((l) => /^stack +\| (tts|stt): missing/.test(l));
+    assert.deepEqual(missing.map((l) => l.replace(/^stack +\| /, "").split(" (")[0]), [
+      "tts: missing",
+      "stt: missing",
+    ]);
+    assert.match(missing[0]!, /apt-get install flite/);
+    assert.match(missing[1]!, /apt-get install pocketsphinx/);
+    assert.match(text, /tts +\S+ +FALLBACK: a tone per word/);
+    assert.match(text, /stt +\S+ +FALLBACK: a placeholder text/);
+    assert.match(text, new RegExp(`smoke: ${SERVICES.length} of ${SERVICES.length} services ok`));
+  } finally {
+    await Deno.remove(bin, { recursive: true });
+  }
+});

@@ -56,6 +56,8 @@ export interface ServiceFlagsInput {
   readonly reaches?: readonly string[];
 }
 
+const DEFAULT_PORTS: Record<string, string> = { "http:": "80", "https:": "443", "nats:": "4222" };
+
 /** The `host:port` (or `host`) a variable's value names, when it names one. */
 function hostOf(
   name: string,
@@ -65,7 +67,9 @@ function hostOf(
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(value)) {
     try {
       const url = new URL(value);
-      return url.port ? `${url.hostname}:${url.port}` : url.hostname;
+      // The URL parser leaves the scheme's default port out: the connection still uses it.
+      const port = url.port || DEFAULT_PORTS[url.protocol];
+      return port ? `${url.hostname}:${port}` : url.hostname;
     } catch {
       return undefined;
     }
