@@ -355,6 +355,45 @@ Deno.test({
   },
 });
 
+/** The `deno task cli` lines of the README's tour, as argument lists. */
+async function tourCommands(): Promise<string[][]> {
+  const readme = await Deno.readTextFile(`${ROOT}README.md`);
+  const tour = readme.slice(readme.indexOf("## A five-minute tour"));
+  const block = /```sh\n([\s\S]*?)```/.exec(tour)?.[1] ?? "";
+  return block.split("\n").filter((l) => l.startsWith("deno task cli ")).map((line) =>
+    [...line.slice("deno task cli ".length).matchAll(/"([^"]*)"|(\S+)/g)].map((m) => m[1] ?? m[2]!)
+  );
+}
+
+Deno.test({
+  name: "README: every command of the five-minute tour works against the stack, as written",
+  ...ACROSS_TESTS,
+  async fn() {
+    const { natsUrl, dir } = running();
+    const commands = await tourCommands();
+    assert.ok(commands.length >= 8, `only ${commands.length} commands in the tour`);
+    for (const command of commands) {
+      if (command[0] === "voice" && !HAS_VOICE) continue;
+      // The tour's files go to /tmp; the test's to its own directory.
+      const args = command.map((a) => a.startsWith("/tmp/") ? `${dir}/tour-${a.slice(5)}` : a);
+      const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+        args: ["task", "--quiet", "cli", ...args],
+        cwd: ROOT,
+        env: { NO_COLOR: "1", NATS_URL: natsUrl },
+        stdin: "null",
+        signal: AbortSignal.timeout(120_000),
+      }).output();
+      const out = new TextDecoder().decode(stdout);
+      assert.equal(
+        code,
+        0,
+        `deno task cli ${command.join(" ")}:\n${out}${new TextDecoder().decode(stderr)}`,
+      );
+      if (command[0] === "stt") assert.match(out, /^transcript: turn on the kitchen lights$/m);
+    }
+  },
+});
+
 Deno.test({
   name: "Ctrl-C (SIGINT) stops the stack cleanly and leaves no process it started",
   ...ACROSS_TESTS,
