@@ -151,7 +151,7 @@ async function main(): Promise<number> {
   const stopping = new AbortController();
   const onSignal = () => {
     if (!stopping.signal.aborted) {
-      say("stopping (Ctrl-C again does not hurry it: children are tracked)");
+      say("stopping: the services, then the stand-ins, then NATS");
     }
     stopping.abort();
   };
