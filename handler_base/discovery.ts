@@ -18,6 +18,7 @@
  *
  * await using t = await startTestService({ endpoints: [], name: "demo" });
  * await using discovery = startDiscovery(t.service, { description: "Text to speech" });
+ * await t.service.nc.flush(); // the subscriptions reached the server before another client asks
  * const reply = await t.nc.request(`$SRV.INFO.demo.${discovery.id}`); // as `nats micro info` asks
  * assert.equal(reply.json<{ description: string }>().description, "Text to speech");
  * ```
