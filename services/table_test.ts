@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { configVarNames } from "@homelab/handler-base/config";
-import { SERVICES } from "./table.ts";
+import { permissionFlag, SERVICES } from "./table.ts";
 
 const ROOT = new URL("../", import.meta.url);
 const { permissions } = JSON.parse(await Deno.readTextFile(new URL("deno.json", ROOT)));
@@ -54,4 +54,17 @@ Deno.test("services/table.ts prints one line per service for shell scripts", asy
     new TextDecoder().decode(stdout).trim().split("\n"),
     SERVICES.map((s) => `${s.name} ${s.entry}`),
   );
+});
+
+Deno.test("README's services table has a row for every service of the table: entry file and run command", async () => {
+  const readme = await Deno.readTextFile(new URL("README.md", ROOT));
+  const rows = readme.split("\n").filter((l) => /^\| `[a-z-]+` +\|/.test(l)).map((l) =>
+    l.split("|").slice(1, -1).map((cell) => cell.trim())
+  );
+  for (const service of SERVICES) {
+    const row = rows.find((cells) => cells[0] === `\`${service.name}\``);
+    assert.ok(row, `README's services table has no row for ${service.name}`);
+    assert.equal(row[1], `\`${service.entry}\``);
+    assert.equal(row[3], `\`deno run ${permissionFlag(service)} ${service.entry}\``);
+  }
 });

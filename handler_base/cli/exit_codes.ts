@@ -22,7 +22,7 @@ import { NoRespondersError, RequestTimeoutError } from "../natsutil.ts";
  * | Code | Meaning |
  * |---|---|
  * | 0 | Done |
- * | 1 | A service answered with an error (ErrorResponse, `success=false`, `error` set, pipeline `failed` or `error`) |
+ * | 1 | A service answered with an error (ErrorResponse, `success=false`, `error` set without an answer, pipeline `failed` or `error`) |
  * | 2 | Usage error: bad arguments, or an input file that cannot be read or is not the right format |
  * | 3 | NATS cannot be reached |
  * | 4 | No service answers, or the answer did not come in time |

@@ -30,7 +30,7 @@
  * (`{"type":"error","exitCode":4,"kind":"no_service","message":"..."}`).
  *
  * Exit codes: 0 ok; 1 a service answered with an error (ErrorResponse,
- * `success=false`, an `error` field, a pipeline ending `failed` or `error`);
+ * `success=false`, an `error` field without an answer, a pipeline ending `failed` or `error`);
  * 2 usage (bad arguments, an input file that cannot be read or has the wrong
  * format); 3 NATS cannot be reached; 4 no service answers, or no answer in
  * time; 5 local failure (cannot write the output, no recorder); 130

@@ -120,8 +120,10 @@ export async function pipeline(
   let resolveEnd: (status: PipelineStatus) => void = () => {};
   const ended = new Promise<PipelineStatus>((resolve) => resolveEnd = resolve);
   const take = (status: PipelineStatus) => {
-    const previous = seen.at(-1);
-    if (previous && previous.status === status.status && previous.runId === status.runId) return;
+    // The reply to the trigger can arrive after statuses of the subject (pipeline-bridge
+    // publishes `submitted` there too, and its follower may already have said `pending`):
+    // a status of the same run seen before is not news.
+    if (seen.some((s) => s.status === status.status && s.runId === status.runId)) return;
     seen.push(status);
     ui.line(formatPipelineStatus(status));
     ui.event("status", {

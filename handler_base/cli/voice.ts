@@ -4,7 +4,10 @@
  * collects the TTSAudioChunk messages of `ai.voice.response.audio.{request_id}`
  * (the first one gives the time to first audio), and takes the VoiceResponse
  * from the reply or from `ai.voice.response.{request_id}`. The audio written
- * is the VoiceResponse's, or the chunks assembled when it carries none.
+ * is the VoiceResponse's, or the chunks assembled when it carries none (an
+ * answer whose audio is larger than the NATS max payload comes only as
+ * chunks). A VoiceResponse whose `error` is set fails the command (exit
+ * code 1).
  *
  * @example
  * ```ts ignore
@@ -124,6 +127,7 @@ export async function voice(ctx: CommandContext, options: VoiceOptions): Promise
   }
   const totalMs = performance.now() - started;
   if (reply.transcription) ui.line(`transcription: ${reply.transcription}`);
+  const wav = reply.audio.length > 0 ? reply.audio : chunks.length > 0 ? chunksToWav(chunks) : null;
   if (reply.error) {
     throw new CliError(
       EXIT_CODES.remoteError,
@@ -134,7 +138,6 @@ export async function voice(ctx: CommandContext, options: VoiceOptions): Promise
   for (const source of reply.sources) {
     ui.progress(`  source (${source.score.toFixed(3)}): ${source.text.slice(0, 80)}`);
   }
-  const wav = reply.audio.length > 0 ? reply.audio : chunks.length > 0 ? chunksToWav(chunks) : null;
   if (!wav) throw new CliError(EXIT_CODES.remoteError, "Cannot write the answer: it has no audio");
   await writeOutput(options.output, wav);
   const first = firstAudioMs ?? totalMs;

@@ -9,42 +9,49 @@ import {
   VoiceRequestSchema,
   VoiceResponseSchema,
 } from "../messages.ts";
+import { delay } from "../async.ts";
 import { startTestService } from "../testing/mod.ts";
 import { runIn, tempDir } from "./testdata/cli_helpers.ts";
 
-/** A voice-assistant stand-in: two audio chunks, then the VoiceResponse (without audio). */
-const voiceEndpoint = defineEndpoint({
-  subject: "ai.voice.request",
-  request: VoiceRequestSchema,
-  response: VoiceResponseSchema,
-  handle(request, ctx) {
-    const subject = `ai.voice.response.audio.${request.requestId}`;
-    const format = {
-      sampleRate: 16000,
-      channels: 1,
-      bitDepth: 16,
-      audioEncoding: AudioEncoding.PCM_S16LE,
-    };
-    ctx.publish(subject, TTSAudioChunkSchema, {
-      chunkIndex: 0,
-      audio: new Uint8Array(320),
-      ...format,
-    });
-    ctx.publish(subject, TTSAudioChunkSchema, {
-      chunkIndex: 1,
-      audio: new Uint8Array(160),
-      isLast: true,
-      totalChunks: 2,
-      ...format,
-    });
-    return Promise.resolve({
-      requestId: request.requestId,
-      transcription: `heard ${request.audio.length} bytes`,
-      response: "The lights are on.",
-      sources: [{ text: "Lights manual", score: 0.9 }],
-    });
-  },
-});
+/**
+ * A voice-assistant stand-in: two audio chunks, then the VoiceResponse (without audio), with
+ * an error beside the answer, or only an error.
+ */
+const voiceEndpointWith = (error?: { message: string; withAnswer: boolean }) =>
+  defineEndpoint({
+    subject: "ai.voice.request",
+    request: VoiceRequestSchema,
+    response: VoiceResponseSchema,
+    handle(request, ctx) {
+      const subject = `ai.voice.response.audio.${request.requestId}`;
+      const format = {
+        sampleRate: 16000,
+        channels: 1,
+        bitDepth: 16,
+        audioEncoding: AudioEncoding.PCM_S16LE,
+      };
+      ctx.publish(subject, TTSAudioChunkSchema, {
+        chunkIndex: 0,
+        audio: new Uint8Array(320),
+        ...format,
+      });
+      ctx.publish(subject, TTSAudioChunkSchema, {
+        chunkIndex: 1,
+        audio: new Uint8Array(160),
+        isLast: true,
+        totalChunks: 2,
+        ...format,
+      });
+      return Promise.resolve({
+        requestId: request.requestId,
+        transcription: `heard ${request.audio.length} bytes`,
+        response: error && !error.withAnswer ? "" : "The lights are on.",
+        sources: [{ text: "Lights manual", score: 0.9 }],
+        error: error?.message ?? "",
+      });
+    },
+  });
+const voiceEndpoint = voiceEndpointWith();
 
 Deno.test("cli voice prints transcription, answer and time to first audio, and writes the chunks as WAV", async () => {
   await using service = await startTestService({
@@ -70,7 +77,7 @@ Deno.test("cli voice prints transcription, answer and time to first audio, and w
 });
 
 /** A pipeline-bridge stand-in: answers `submitted`, then publishes running and a terminal status. */
-function pipelineEndpoint(terminal: string) {
+function pipelineEndpoint(terminal: string, options: { pendingBeforeReply?: boolean } = {}) {
   return defineEndpoint({
     subject: "ai.pipeline.trigger",
     request: PipelineTriggerSchema,
@@ -95,13 +102,36 @@ function pipelineEndpoint(terminal: string) {
       setTimeout(() => {
         ctx.publish(subject, PipelineStatusSchema, { ...base, status: "running" });
         ctx.publish(subject, PipelineStatusSchema, { ...base, status: terminal });
-      }, 50);
+      }, options.pendingBeforeReply ? 300 : 50);
       const submitted = { ...base, status: "submitted" };
       ctx.publish(subject, PipelineStatusSchema, submitted);
+      if (options.pendingBeforeReply) {
+        // pipeline-bridge's follower can publish `pending` before the reply reaches the client.
+        ctx.publish(subject, PipelineStatusSchema, { ...base, status: "pending" });
+        return delay(100).then(() => submitted);
+      }
       return Promise.resolve(submitted);
     },
   });
 }
+
+Deno.test("cli voice: an error fails the command with exit code 1, beside an answer or not", async () => {
+  await using dir = await tempDir();
+  const input = `${dir.path}/q.wav`;
+  await Deno.writeFile(input, wrapPcmAsWav(new Uint8Array(1000)));
+  for (const withAnswer of [true, false]) {
+    await using service = await startTestService({
+      name: "voice-assistant",
+      endpoints: [voiceEndpointWith({ message: "Cannot synthesize: TTS is down", withAnswer })],
+    });
+    const run = await runIn(service.url, ["voice", input, "-o", `${dir.path}/none.wav`]);
+    assert.equal(run.code, 1, run.stderr);
+    assert.match(
+      run.stderr,
+      /^error: Cannot answer by voice: voice-assistant answered: Cannot synthesize/m,
+    );
+  }
+});
 
 Deno.test("cli pipeline follows the status to succeeded", async () => {
   await using service = await startTestService({
@@ -122,6 +152,17 @@ Deno.test("cli pipeline follows the status to succeeded", async () => {
     [result.type, result.status, result.statuses],
     ["result", "succeeded", ["submitted", "running", "succeeded"]],
   );
+});
+
+Deno.test("cli pipeline: the reply that comes after statuses of the subject is not shown twice", async () => {
+  await using service = await startTestService({
+    name: "pipeline-bridge",
+    endpoints: [pipelineEndpoint("succeeded", { pendingBeforeReply: true })],
+  });
+  const json = await runIn(service.url, ["pipeline", "document-ingestion", "--json"]);
+  const result = json.events.at(-1)!;
+  assert.deepEqual(result.statuses, ["submitted", "pending", "running", "succeeded"]);
+  assert.equal(json.events.filter((e) => e.type === "status").length, 4);
 });
 
 Deno.test("cli pipeline: failed and unknown pipelines are exit code 1; bad parameters exit code 2", async () => {

@@ -50,10 +50,20 @@ export interface NatsServerOptions {
    * @default 10000
    */
   startTimeoutMs?: number;
+  /**
+   * Runs the server in a process group of its own, so a Ctrl-C of the
+   * terminal reaches only the parent, which then stops the server after the
+   * clients it started (a local stack).
+   *
+   * @default false
+   */
+  processGroup?: boolean;
 }
 
 /** A running test server. */
 export interface NatsServer extends AsyncDisposable {
+  /** The process id of the running server, or undefined when it is stopped. */
+  readonly pid: number | undefined;
   /** The client URL, `nats://127.0.0.1:<port>`. */
   readonly url: string;
   /** The client port; it stays the same across restarts. */
@@ -143,7 +153,12 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
       ...args,
     ];
     try {
-      child = new Deno.Command(binary, { args: argv, stdout: "null", stderr: "null" }).spawn();
+      child = new Deno.Command(binary, {
+        args: argv,
+        stdout: "null",
+        stderr: "null",
+        detached: options.processGroup ?? false,
+      }).spawn();
     } catch (cause) {
       if (cause instanceof Deno.errors.NotFound) {
         throw new Error(
@@ -196,6 +211,9 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
       return port;
     },
     storeDir,
+    get pid() {
+      return child?.pid;
+    },
     get running() {
       return child !== undefined;
     },

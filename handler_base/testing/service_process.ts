@@ -47,6 +47,29 @@ export interface ServiceProcessOptions {
   cwd?: string;
   /** How long the service may take to serve. @default 30000 */
   startTimeoutMs?: number;
+  /**
+   * Called with every line the service writes to stderr, as it comes (a
+   * local stack prints them).
+   *
+   * @default none
+   */
+  onLine?: (line: string) => void;
+  /**
+   * The most lines kept in {@linkcode ServiceProcess.lines} (the oldest are
+   * dropped), so a long-running process does not grow without end.
+   *
+   * @default Infinity
+   */
+  maxLines?: number;
+  /**
+   * Runs the service in a process group of its own (a new session): a
+   * Ctrl-C of the terminal then reaches only the parent, which stops the
+   * service with one signal; {@linkcode ServiceProcess.stop} signals the
+   * whole group, so nothing the service started outlives it.
+   *
+   * @default false
+   */
+  processGroup?: boolean;
 }
 
 /** The readiness the health server answered. */
@@ -105,7 +128,8 @@ function passedOn(): Record<string, string> {
 export async function startServiceProcess(
   options: ServiceProcessOptions,
 ): Promise<ServiceProcess> {
-  const { entry, flags, startTimeoutMs = 30_000 } = options;
+  const { entry, flags, startTimeoutMs = 30_000, onLine, maxLines = Infinity } = options;
+  const processGroup = options.processGroup ?? false;
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "--no-prompt", ...flags, entry],
     ...(options.cwd ? { cwd: options.cwd } : {}),
@@ -114,8 +138,17 @@ export async function startServiceProcess(
     stdin: "null",
     stdout: "null",
     stderr: "piped",
+    detached: processGroup,
   }).spawn();
   const status = child.status;
+  const signalProcess = (signal: Deno.Signal) => {
+    try {
+      if (processGroup) Deno.kill(-child.pid, signal);
+      else child.kill(signal);
+    } catch {
+      // Already exited.
+    }
+  };
   const lines: string[] = [];
   let healthPort = 0;
   const serving = Promise.withResolvers<void>();
@@ -131,6 +164,8 @@ export async function startServiceProcess(
       buffered = parts.pop() ?? "";
       for (const line of parts) {
         lines.push(line);
+        if (lines.length > maxLines) lines.shift();
+        onLine?.(line);
         const record = parseLogLine(line);
         if (record?.msg === "Health server listening") healthPort = Number(record.port);
         if (record?.msg === "Serving" && healthPort) serving.resolve();
@@ -142,11 +177,7 @@ export async function startServiceProcess(
   try {
     await serving.promise;
   } catch (error) {
-    try {
-      child.kill("SIGKILL");
-    } catch {
-      // Already exited.
-    }
+    signalProcess("SIGKILL");
     await reading;
     throw error;
   } finally {
@@ -163,11 +194,7 @@ export async function startServiceProcess(
   }
 
   async function stop(signal: Deno.Signal = "SIGTERM"): Promise<Deno.CommandStatus> {
-    try {
-      child.kill(signal);
-    } catch {
-      // Already exited.
-    }
+    signalProcess(signal);
     const result = await status;
     await reading;
     return result;

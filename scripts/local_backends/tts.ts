@@ -203,6 +203,7 @@ export function startTtsStandIn(options: TtsStandInOptions = {}): TtsStandIn {
     language: string,
     speed: number,
     signal: AbortSignal,
+    rate: number = TTS_WAV_RATE,
   ): Promise<{ pcm: Uint8Array; rate: number }> {
     const english = language === "en" || language.startsWith("en-");
     if (!english && espeak) return await speakEspeak(text, language, speed, signal);
@@ -214,7 +215,8 @@ export function startTtsStandIn(options: TtsStandInOptions = {}): TtsStandIn {
     }
     if (voice.engine === "flite") return await speakFlite(text, voice.voice, speed, signal);
     if (voice.engine === "espeak-ng") return await speakEspeak(text, voice.voice, speed, signal);
-    return { pcm: tonePcm(text, TTS_WAV_RATE), rate: TTS_WAV_RATE };
+    // The tone is made at the rate asked for: it needs no sox to resample.
+    return { pcm: tonePcm(text, rate), rate };
   }
 
   async function speakFlite(text: string, voice: string, speed: number, signal: AbortSignal) {
@@ -302,7 +304,7 @@ export function startTtsStandIn(options: TtsStandInOptions = {}): TtsStandIn {
     const parts = sentences(text);
     const next = async (i: number) =>
       (await toRate(
-        await speak(parts[i]!, voice, language, speed, signal),
+        await speak(parts[i]!, voice, language, speed, signal, TTS_STREAM_RATE),
         TTS_STREAM_RATE,
         signal,
       ))

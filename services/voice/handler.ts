@@ -21,7 +21,8 @@
  *    stage failed, the response still goes out, with what was obtained and
  *    `error` set (the chunk stream, if it started, still ends with
  *    `is_last`). When the WAV is larger than the server's max payload allows,
- *    `audio` stays empty and `error` says so: the chunks carried it.
+ *    `audio` stays empty and `error` too: the answer is whole, and the
+ *    chunks, which always carry all of it, are its audio.
  *
  * The deadline (`timeoutMs`) and the shutdown cancel every stage; the reply
  * subject then gets the runtime's `Timeout` ErrorResponse, and the per-id
@@ -265,8 +266,13 @@ export function createVoiceEndpoints(
         audio = wrapPcmAsWav(joinPcm(outcome.pcm), { sampleRate, channels, bitDepth });
         const maxPayload = ctx.nc.info?.max_payload;
         if (maxPayload !== undefined && audio.length + RESPONSE_ALLOWANCE_BYTES > maxPayload) {
-          errors.push(
-            `Cannot attach the audio: ${audio.length} bytes exceed the NATS max payload of ${maxPayload}; it went out as ${chunkIndex} chunks on ${chunks}`,
+          ctx.log.info(
+            "Not attaching the audio: larger than the max payload; the chunks carry it",
+            {
+              audio_bytes: audio.length,
+              max_payload: maxPayload,
+              chunks: chunkIndex,
+            },
           );
           audio = new Uint8Array(0);
         }
