@@ -47,8 +47,8 @@
 import {
   checkOptions,
   type ConnectionOptions,
-  deferred,
   type Deferred,
+  deferred,
   errors,
   extractProtocolMessage,
   INFO,
@@ -174,7 +174,9 @@ export class DenoTransport implements Transport {
       const chunk = new Uint8Array(READ_SIZE);
       const n = await conn.read(chunk);
       this.#abandonIfDone();
-      if (n === null) throw new errors.ConnectionError("the server closed the connection before INFO");
+      if (n === null) {
+        throw new errors.ConnectionError("the server closed the connection before INFO");
+      }
       head = concat([head, chunk.subarray(0, n)]);
       const line = extractProtocolMessage(head);
       if (line === "") {
