@@ -58,7 +58,7 @@ import {
   type TransportFactory,
 } from "@nats-io/nats-core/internal";
 
-/** The version this transport reports in `CONNECT` (nats-core's own protocol version). */
+/** The client version this transport reports in `CONNECT` (that of the nats-core it serves). */
 const VERSION = "3.4.0";
 /** The `lang` this transport reports in `CONNECT`. */
 const LANG = "nats.js-deno";
