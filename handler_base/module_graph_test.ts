@@ -63,10 +63,11 @@ Deno.test("messages and errors load protobuf only", async () => {
 });
 
 /**
- * The npm packages a module loads when it is imported: its static imports, followed through
- * local files, without the `import()` calls that load code only when it is used.
+ * The npm packages and Node built-ins (`node:net`) a module loads when it is imported: its static
+ * imports, followed through local files, without the `import()` calls that load code only when it
+ * is used. (What CommonJS npm code `require`s is not in the graph; the packages are.)
  */
-async function staticNpmOf(path: string): Promise<string[]> {
+async function staticGraphOf(path: string): Promise<{ npm: string[]; node: string[] }> {
   const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
     args: ["info", "--json", path],
     stdout: "piped",
@@ -75,19 +76,29 @@ async function staticNpmOf(path: string): Promise<string[]> {
   assert.equal(code, 0, new TextDecoder().decode(stderr));
   const info = JSON.parse(new TextDecoder().decode(stdout));
   type Dependency = { isDynamic?: boolean; code?: { specifier?: string } };
-  type Module = { specifier: string; npmPackage?: string; dependencies?: Dependency[] };
+  type Module = {
+    specifier: string;
+    kind?: string;
+    npmPackage?: string;
+    dependencies?: Dependency[];
+  };
   const modules = new Map<string, Module>(
     (info.modules as Module[]).map((module) => [module.specifier, module]),
   );
   const redirects: Record<string, string> = info.redirects ?? {};
   const seen = new Set<string>();
   const npm = new Set<string>();
+  const node = new Set<string>();
   const visit = (specifier: string) => {
     const resolved = redirects[specifier] ?? specifier;
     if (seen.has(resolved)) return;
     seen.add(resolved);
     const module = modules.get(resolved);
     if (!module) return;
+    if (module.kind === "node") {
+      node.add(module.specifier);
+      return;
+    }
     if (module.npmPackage) {
       npm.add(module.npmPackage.replace(/@[^@/]*$/, "").replace(/^(@[^/]+\/[^/@]+).*/, "$1"));
       return;
@@ -97,7 +108,12 @@ async function staticNpmOf(path: string): Promise<string[]> {
     }
   };
   visit(info.roots[0]);
-  return [...npm].sort();
+  return { npm: [...npm].sort(), node: [...node].sort() };
+}
+
+/** The npm packages a module loads when it is imported (see {@linkcode staticGraphOf}). */
+async function staticNpmOf(path: string): Promise<string[]> {
+  return (await staticGraphOf(path)).npm;
 }
 
 Deno.test("a core-mode service loads no JetStream or key-value code until it uses them", async () => {
@@ -105,7 +121,6 @@ Deno.test("a core-mode service loads no JetStream or key-value code until it use
   const core = [
     "@bufbuild/protobuf",
     "@nats-io/nats-core",
-    "@nats-io/transport-node",
     "@opentelemetry/api",
   ];
   assert.deepEqual(await staticNpmOf(new URL(exports["./main"], root).pathname), core);
@@ -120,4 +135,25 @@ Deno.test("a core-mode service loads no JetStream or key-value code until it use
   // The full graph still has them: this test would not notice a static import otherwise.
   const { npm } = await graphOf(exports["./main"]);
   assert.ok(npm.includes("@nats-io/jetstream"), `${npm}`);
+});
+
+Deno.test("core services connect over the Deno transport: no transport-node, no Node sockets", async () => {
+  // nats_transport.ts replaced @nats-io/transport-node, which loaded node:net, node:tls and
+  // node:dns through Deno's Node layer (docs/PERFORMANCE.md, issue 17). nats-core itself is
+  // CommonJS but requires no Node built-in.
+  const services = new URL("../services/", root);
+  const entries = [
+    new URL(exports["./main"], root).pathname,
+    new URL(exports["./natsutil"], root).pathname,
+    new URL("chat.ts", services).pathname,
+    new URL("tts.ts", services).pathname,
+  ];
+  for (const entry of entries) {
+    const { npm, node } = await staticGraphOf(entry);
+    assert.ok(!npm.some((p) => p.startsWith("@nats-io/transport-")), `${entry} loads ${npm}`);
+    const sockets = node.filter((m) => /^node:(net|tls|dns|http|https)(\/|$)/.test(m));
+    assert.deepEqual(sockets, [], entry);
+  }
+  const { local } = await graphOf(exports["./natsutil"]);
+  assert.ok(local.includes("nats_transport.ts"), `${local}`);
 });

@@ -38,7 +38,7 @@ import {
   errors as natsErrors,
   headers as createHeaders,
 } from "@nats-io/nats-core";
-import { connect } from "@nats-io/transport-node";
+import { NatsConnectionImpl, setTransportFactory } from "@nats-io/nats-core/internal";
 import { type Context, context as otelContext } from "@opentelemetry/api";
 import {
   BackendUnavailableError,
@@ -58,6 +58,7 @@ import {
 import { abortable } from "./async.ts";
 import type { NatsConfig } from "./config.ts";
 import { injectTraceContext } from "./telemetry.ts";
+import { denoTransportFactory } from "./nats_transport.ts";
 
 /** A connection to NATS (nats.js). */
 export type NatsConnection = nats.NatsConnection;
@@ -141,6 +142,13 @@ function splitServers(servers: string | string[]): string[] {
  * Connects to NATS, reconnecting forever with jitter after the first
  * connection.
  *
+ * The connection runs over the project's Deno-native socket transport
+ * (`nats_transport.ts`: `Deno.connect` and `Deno.startTls`), not over
+ * `@nats-io/transport-node` and Deno's Node socket layer. nats-core keeps
+ * its transport factory in one module-global setting, which this function
+ * sets before each connection: every connection made in the process after
+ * it, reconnections included, uses this transport.
+ *
  * @param options Servers, name and credentials.
  * @returns The connection.
  * @throws {Error} When the first connection fails and `waitOnFirstConnect` is false.
@@ -159,7 +167,8 @@ function splitServers(servers: string | string[]): string[] {
  */
 export async function connectNats(options: NatsConnectOptions): Promise<NatsConnection> {
   const { credsFile, tlsCaFile } = options;
-  return await connect({
+  setTransportFactory(denoTransportFactory);
+  return await NatsConnectionImpl.connect({
     servers: splitServers(options.servers),
     name: options.name,
     user: options.user,
@@ -173,46 +182,6 @@ export async function connectNats(options: NatsConnectOptions): Promise<NatsConn
     waitOnFirstConnect: options.waitOnFirstConnect ?? false,
     ...(options.connectTimeoutMs === undefined ? {} : { timeout: options.connectTimeoutMs }),
   });
-}
-
-/** The socket errors a NATS transport may leak after it has let go of its socket. */
-const LEAKED_SOCKET_ERRORS: ReadonlySet<string> = new Set(["ECONNRESET", "EPIPE"]);
-
-/**
- * Contains the socket errors that `@nats-io/transport-node` can leak after it
- * has removed its listeners from a socket (seen after a connection refused
- * for bad credentials: the server resets the socket, and Node's stream raises
- * `read ECONNRESET` with nobody listening, which would crash the process).
- * The connection's own error handling has already seen the failure, so such
- * an error is logged and kept from ending the process; any other uncaught
- * error stays fatal. Process-wide while active: `runService` holds one for
- * the life of the service; dispose it to remove it.
- *
- * @param onLeak Called with each contained error (to log it).
- * @returns A handle that removes the guard when disposed.
- *
- * @example
- * ```ts
- * import { guardTransportErrors } from "@homelab/handler-base/natsutil";
- *
- * using _guard = guardTransportErrors((error) => console.warn(error.message));
- * ```
- */
-export function guardTransportErrors(onLeak: (error: Error) => void): Disposable {
-  const onError = (event: ErrorEvent) => {
-    const error = event.error as (Error & { code?: unknown; syscall?: unknown }) | undefined;
-    const leaked = error instanceof Error && typeof error.code === "string" &&
-      LEAKED_SOCKET_ERRORS.has(error.code) && typeof error.syscall === "string";
-    if (!leaked) return;
-    event.preventDefault();
-    onLeak(error);
-  };
-  globalThis.addEventListener("error", onError);
-  return {
-    [Symbol.dispose]() {
-      globalThis.removeEventListener("error", onError);
-    },
-  };
 }
 
 /** What {@linkcode watchConnection} reports. */

@@ -45,7 +45,6 @@ import type { ConsumeSettings } from "./consume_config.ts";
 import type { Logger } from "./log.ts";
 import {
   connectNats,
-  guardTransportErrors,
   type NatsConnection,
   type NatsConnectOptions,
   watchConnection,
@@ -137,9 +136,6 @@ export interface RunServiceOptions extends ConsumeSettings {
 export async function runService(options: RunServiceOptions): Promise<void> {
   const { name, logger } = options;
   const signal = options.signal ?? terminationSignal();
-  using _transportGuard = guardTransportErrors((error) =>
-    logger.warn("Contained a socket error the NATS transport left unhandled", { error })
-  );
   const health = startHealthServer({
     port: options.healthPort,
     hostname: options.healthHostname ?? "0.0.0.0",

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { connect } from "@nats-io/transport-node";
+import { connectNats } from "./natsutil.ts";
 import { createSessionAffinity, sessionKey } from "./session_affinity.ts";
 import { startNatsServer } from "./testing/nats_server.ts";
 
@@ -12,7 +12,9 @@ Deno.test("sessionKey() keeps valid tokens and hex-encodes the rest", () => {
 
 Deno.test("SessionAffinity: three replicas, each session owned by exactly one, order kept while claiming", async () => {
   await using server = await startNatsServer();
-  const ncs = await Promise.all([0, 1, 2].map(() => connect({ servers: server.url })));
+  const ncs = await Promise.all(
+    [0, 1, 2].map(() => connectNats({ servers: server.url, name: "t" })),
+  );
   try {
     const replicas = await Promise.all(
       ncs.map((nc, i) => createSessionAffinity(nc, { bucket: "t_sessions", replicaId: `r${i}` })),
@@ -48,7 +50,9 @@ Deno.test("SessionAffinity: three replicas, each session owned by exactly one, o
 
 Deno.test("SessionAffinity: an ended session drops late messages until reopened; a handed-over one moves at once", async () => {
   await using server = await startNatsServer();
-  const [a, b] = await Promise.all([0, 1].map(() => connect({ servers: server.url })));
+  const [a, b] = await Promise.all(
+    [0, 1].map(() => connectNats({ servers: server.url, name: "t" })),
+  );
   try {
     await using ra = await createSessionAffinity(a!, {
       bucket: "t_rel",
@@ -76,7 +80,9 @@ Deno.test("SessionAffinity: an ended session drops late messages until reopened;
 
 Deno.test("SessionAffinity: a dead replica's sessions are claimed by a live one after the TTL, never before", async () => {
   await using server = await startNatsServer();
-  const [a, b] = await Promise.all([0, 1].map(() => connect({ servers: server.url })));
+  const [a, b] = await Promise.all(
+    [0, 1].map(() => connectNats({ servers: server.url, name: "t" })),
+  );
   const lost: string[] = [];
   try {
     const ra = await createSessionAffinity(a!, {
@@ -117,7 +123,9 @@ Deno.test("SessionAffinity: a dead replica's sessions are claimed by a live one 
 
 Deno.test("SessionAffinity: an owner whose claim was taken gives the session up through onLost", async () => {
   await using server = await startNatsServer();
-  const [a, b] = await Promise.all([0, 1].map(() => connect({ servers: server.url })));
+  const [a, b] = await Promise.all(
+    [0, 1].map(() => connectNats({ servers: server.url, name: "t" })),
+  );
   const lost: string[] = [];
   try {
     await using ra = await createSessionAffinity(a!, {
