@@ -79,7 +79,7 @@ export function terminationSignal(): AbortSignal {
 
 /**
  * Options of {@linkcode runService}. The fields of `ConsumeSettings`
- * (`consumeMode`, `ensureStreams`, `jetstream`) come from `jetstream.ts`;
+ * (`consumeMode`, `ensureStreams`, `streamReplicas`, `jetstream`) come from `jetstream.ts`;
  * `consumeSettingsFromConfig(config)` fills them from `CONSUME_MODE` and its
  * family.
  */
@@ -173,9 +173,14 @@ export async function runService(options: RunServiceOptions): Promise<void> {
     if (options.ensureStreams) {
       // Failed streams are logged one by one, and the consumers then report
       // them on /ready: a service runs on without them.
-      await ensureStreams(nc, { logger, signal }).catch((error) => {
-        if (!(error instanceof StreamSetupError)) logger.error("Cannot ensure streams", { error });
-      });
+      const replicas = options.streamReplicas;
+      await ensureStreams(nc, { logger, signal, ...(replicas ? { replicas } : {}) }).catch(
+        (error) => {
+          if (!(error instanceof StreamSetupError)) {
+            logger.error("Cannot ensure streams", { error });
+          }
+        },
+      );
     }
     await service.start();
     const discovery = startDiscovery(service, {
