@@ -53,6 +53,8 @@ export interface NatsClusterNode {
   readonly url: string;
   /** Its client port; it stays the same across restarts. */
   readonly port: number;
+  /** Its monitoring endpoint, `http://127.0.0.1:<port>` (`/connz`, `/jsz`). */
+  readonly monitorUrl: string;
   /** Whether its process runs. */
   readonly running: boolean;
   /** Kills it with a signal (default SIGKILL) and waits for the exit. */
@@ -134,6 +136,7 @@ export async function startNatsCluster(options: NatsClusterOptions = {}): Promis
       name: spec.name,
       url: `nats://127.0.0.1:${spec.port}`,
       port: spec.port,
+      monitorUrl: `http://127.0.0.1:${spec.monitorPort}`,
       monitorPort: spec.monitorPort,
       get running() {
         return child !== undefined;

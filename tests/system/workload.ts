@@ -136,14 +136,15 @@ function ensureSpeech(ctx: CommandContext, path: string): Promise<unknown> {
 }
 
 /**
- * The error type of a failed request: the ErrorResponse's `type`,
- * `Timeout` for no answer in time, else the error's name.
+ * The error type of a failed request: `ErrorResponse:<type>`, `status:<type>`
+ * for an error status, `Timeout` for no answer in time, else the error's name.
  *
  * @param error What the request threw.
  * @returns The type.
  */
 export function errorKind(error: unknown): string {
-  if (error instanceof RemoteError) return error.type;
+  // An ErrorResponse is an answer, whatever its type (even "Timeout").
+  if (error instanceof RemoteError) return `ErrorResponse:${error.type}`;
   if (error instanceof RequestTimeoutError) return "Timeout";
   if (error instanceof CliError) {
     const type = /answered: ([A-Za-z]+)/.exec(error.message)?.[1];
