@@ -148,7 +148,7 @@ export function errorKind(error: unknown): string {
   if (error instanceof RequestTimeoutError) return "Timeout";
   if (error instanceof CliError) {
     const type = /answered: ([A-Za-z]+)/.exec(error.message)?.[1];
-    return type ? `status:${type}` : `CliError`;
+    return type ? `status:${type}` : `CliError: ${error.message.slice(0, 80)}`;
   }
   return error instanceof Error ? error.name : "unknown";
 }
