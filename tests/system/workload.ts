@@ -123,16 +123,21 @@ export function workloadTypes(dir: string): WorkloadType[] {
   return types.filter((t) => names.has(t.service));
 }
 
-let speechMade: Promise<unknown> | undefined;
+/** The speech file of each directory, made once (a test's directory is gone after it). */
+const speechMade = new Map<string, Promise<unknown>>();
 function ensureSpeech(ctx: CommandContext, path: string): Promise<unknown> {
-  return speechMade ??= tts(ctx, {
+  const made = speechMade.get(path);
+  if (made) return made;
+  const making = tts(ctx, {
     text: "Testing one two three. The system is under load.",
     output: path,
   })
     .catch((error) => {
-      speechMade = undefined;
+      speechMade.delete(path);
       throw error;
     });
+  speechMade.set(path, making);
+  return making;
 }
 
 /**
