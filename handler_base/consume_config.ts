@@ -5,7 +5,7 @@
  * takes from them ({@linkcode consumeSettingsFromConfig}).
  *
  * Loading {@linkcode consumeConfigSpec} needs
- * `--allow-env=CONSUME_MODE,ENSURE_STREAMS,JETSTREAM_MAX_DELIVER,JETSTREAM_ACK_WAIT_MS`.
+ * `--allow-env=CONSUME_MODE,ENSURE_STREAMS,JETSTREAM_REPLICAS,JETSTREAM_MAX_DELIVER,JETSTREAM_ACK_WAIT_MS`.
  *
  * @example
  * ```ts
@@ -43,6 +43,8 @@ export type ConsumeConfigSpec = {
   readonly consumeMode: VarSpec<ConsumeMode>;
   /** `ENSURE_STREAMS`: create or update the streams at start. */
   readonly ensureStreams: VarSpec<boolean>;
+  /** `JETSTREAM_REPLICAS`: how many servers hold each stream `ENSURE_STREAMS` applies. */
+  readonly jetstreamReplicas: VarSpec<number>;
   /** `JETSTREAM_MAX_DELIVER`: deliveries of one message before it is dead-lettered. */
   readonly jetstreamMaxDeliver: VarSpec<number>;
   /** `JETSTREAM_ACK_WAIT_MS`: how long a delivery may go without an ack or progress. */
@@ -54,8 +56,8 @@ export type ConsumeConfig = Config<ConsumeConfigSpec>;
 
 /**
  * The variables of the consume mode, for a service's config spec:
- * `CONSUME_MODE` (`core`), `ENSURE_STREAMS` (`false`),
- * `JETSTREAM_MAX_DELIVER` (5, 1 to 1000) and `JETSTREAM_ACK_WAIT_MS` (a
+ * `CONSUME_MODE` (`core`), `ENSURE_STREAMS` (`false`), `JETSTREAM_REPLICAS`
+ * (1, 1 to 5; 3 on a three-node cluster), `JETSTREAM_MAX_DELIVER` (5, 1 to 1000) and `JETSTREAM_ACK_WAIT_MS` (a
  * duration, 30 s).
  *
  * @example Compose and load
@@ -70,6 +72,7 @@ export type ConsumeConfig = Config<ConsumeConfigSpec>;
 export const consumeConfigSpec: ConsumeConfigSpec = Object.freeze({
   consumeMode: envVar.oneOf("CONSUME_MODE", CONSUME_MODES, { default: "core" }),
   ensureStreams: envVar.bool("ENSURE_STREAMS", { default: false }),
+  jetstreamReplicas: envVar.int("JETSTREAM_REPLICAS", { default: 1, min: 1, max: 5 }),
   jetstreamMaxDeliver: envVar.int("JETSTREAM_MAX_DELIVER", { default: 5, min: 1, max: 1000 }),
   jetstreamAckWaitMs: envVar.duration("JETSTREAM_ACK_WAIT_MS", { default: 30_000 }),
 });
@@ -89,6 +92,12 @@ export interface ConsumeSettings {
    * @default false
    */
   ensureStreams?: boolean;
+  /**
+   * How many servers hold each stream that `ensureStreams` creates or updates.
+   *
+   * @default 1 (each definition's own count)
+   */
+  streamReplicas?: number;
   /**
    * Consumer settings in JetStream mode.
    *
@@ -118,6 +127,7 @@ export function consumeSettingsFromConfig(config: ConsumeConfig): ConsumeSetting
   return {
     consumeMode: config.consumeMode,
     ensureStreams: config.ensureStreams,
+    streamReplicas: config.jetstreamReplicas,
     jetstream: { maxDeliver: config.jetstreamMaxDeliver, ackWaitMs: config.jetstreamAckWaitMs },
   };
 }

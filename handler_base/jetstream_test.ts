@@ -636,24 +636,32 @@ Deno.test("consumeConfigSpec reads CONSUME_MODE and the consumer settings", () =
   assert.deepEqual(consumeSettingsFromConfig(loadConfig(consumeConfigSpec, {})), {
     consumeMode: "core",
     ensureStreams: false,
+    streamReplicas: 1,
     jetstream: { maxDeliver: 5, ackWaitMs: 30_000 },
   });
   const config = loadConfig(consumeConfigSpec, {
     CONSUME_MODE: "jetstream",
     ENSURE_STREAMS: "true",
+    JETSTREAM_REPLICAS: "3",
     JETSTREAM_MAX_DELIVER: "3",
     JETSTREAM_ACK_WAIT_MS: "45s",
   });
   assert.deepEqual(consumeSettingsFromConfig(config), {
     consumeMode: "jetstream",
     ensureStreams: true,
+    streamReplicas: 3,
     jetstream: { maxDeliver: 3, ackWaitMs: 45_000 },
   });
   assert.throws(
-    () => loadConfig(consumeConfigSpec, { CONSUME_MODE: "both", JETSTREAM_MAX_DELIVER: "0" }),
+    () =>
+      loadConfig(consumeConfigSpec, {
+        CONSUME_MODE: "both",
+        JETSTREAM_MAX_DELIVER: "0",
+        JETSTREAM_REPLICAS: "6",
+      }),
     (e: unknown) =>
       e instanceof ConfigError && /CONSUME_MODE/.test(e.message) &&
-      /JETSTREAM_MAX_DELIVER/.test(e.message),
+      /JETSTREAM_MAX_DELIVER/.test(e.message) && /JETSTREAM_REPLICAS/.test(e.message),
   );
 });
 

@@ -84,7 +84,7 @@ export type BaseServiceSpec = NatsConfigSpec & RuntimeConfigSpec & ConsumeConfig
  * The variables every service reads, merged into each definition's spec:
  * the NATS connection (`NATS_URL`, ...), the runtime (`HEALTH_PORT`,
  * `LOG_LEVEL`, `SHUTDOWN_GRACE_MS`) and the consume mode (`CONSUME_MODE`,
- * `ENSURE_STREAMS`, `JETSTREAM_MAX_DELIVER`, `JETSTREAM_ACK_WAIT_MS`).
+ * `ENSURE_STREAMS`, `JETSTREAM_REPLICAS`, `JETSTREAM_MAX_DELIVER`, `JETSTREAM_ACK_WAIT_MS`).
  *
  * @example
  * ```ts

@@ -78,7 +78,7 @@ export function terminationSignal(): AbortSignal {
 
 /**
  * Options of {@linkcode runService}. The fields of `ConsumeSettings`
- * (`consumeMode`, `ensureStreams`, `jetstream`) come from `jetstream.ts`;
+ * (`consumeMode`, `ensureStreams`, `streamReplicas`, `jetstream`) come from `jetstream.ts`;
  * `consumeSettingsFromConfig(config)` fills them from `CONSUME_MODE` and its
  * family.
  */
@@ -170,9 +170,14 @@ export async function runService(options: RunServiceOptions): Promise<void> {
       // Failed streams are logged one by one, and the consumers then report
       // them on /ready: a service runs on without them.
       const { ensureStreams, StreamSetupError } = await import("./streams.ts");
-      await ensureStreams(nc, { logger, signal }).catch((error) => {
-        if (!(error instanceof StreamSetupError)) logger.error("Cannot ensure streams", { error });
-      });
+      const replicas = options.streamReplicas;
+      await ensureStreams(nc, { logger, signal, ...(replicas ? { replicas } : {}) }).catch(
+        (error) => {
+          if (!(error instanceof StreamSetupError)) {
+            logger.error("Cannot ensure streams", { error });
+          }
+        },
+      );
     }
     await service.start();
     const discovery = startDiscovery(service, {

@@ -128,6 +128,16 @@ export interface EnsureStreamsOptions {
    */
   only?: readonly string[];
   /**
+   * How many servers hold a copy of every stream (`JETSTREAM_REPLICAS`), in
+   * place of each definition's own count: 3 on a three-node cluster. Raising
+   * it on an existing stream is an update that keeps every message (the
+   * server copies the stream to the new replicas); more replicas than the
+   * cluster has servers fails that stream.
+   *
+   * @default each definition's `replicas` (1)
+   */
+  replicas?: number;
+  /**
    * Report what would change without changing anything.
    *
    * @default false
@@ -301,8 +311,9 @@ function diffStream(
  * Running it again changes nothing.
  *
  * @param nc The connection.
- * @param options The definitions, a subset, dry run, logger and signal.
+ * @param options The definitions, a subset, the replica count, dry run, logger and signal.
  * @returns What happened to each stream.
+ * @throws {RangeError} When `replicas` is not an integer from 1 to 5.
  * @throws {StreamSetupError} When a stream could not be created or updated (the others were).
  *
  * @example Ensure the pipeline stream at start
@@ -317,14 +328,18 @@ export async function ensureStreams(
   nc: NatsConnection,
   options: EnsureStreamsOptions = {},
 ): Promise<StreamResult[]> {
-  const { dryRun = false, logger, signal } = options;
+  const { dryRun = false, logger, signal, replicas } = options;
+  if (replicas !== undefined && (!Number.isInteger(replicas) || replicas < 1 || replicas > 5)) {
+    throw new RangeError(`Cannot ensure streams: replicas must be 1 to 5, not ${replicas}`);
+  }
   const streams: Readonly<Record<string, StreamDefinition>> = options.streams ?? STREAMS;
   const names = options.only ?? Object.keys(streams);
   const jsm = await js.jetstream(nc).jetstreamManager(false);
   const results: StreamResult[] = [];
   for (const name of names) {
     signal?.throwIfAborted();
-    const definition = streams[name];
+    const defined = streams[name];
+    const definition = defined && replicas !== undefined ? { ...defined, replicas } : defined;
     if (!definition) {
       results.push({ name, action: "failed", changes: [], kept: [], error: "no such definition" });
       continue;
@@ -367,6 +382,7 @@ async function ensureStream(
           `subjects ${definition.subjects.join(",")}`,
           definition.storage,
           `max_age ${formatMs(definition.maxAgeMs)}`,
+          ...(definition.replicas !== 1 ? [`replicas ${definition.replicas}`] : []),
           ...(definition.duplicateWindowMs !== undefined
             ? [`duplicate_window ${formatMs(definition.duplicateWindowMs)}`]
             : []),

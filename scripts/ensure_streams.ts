@@ -5,10 +5,12 @@
  * storage change is refused and a shorter `max_age` left alone, both reported.
  * Running it again changes nothing.
  *
- * Run: `deno run --allow-net
- * --allow-env=NATS_URL,NATS_USER,NATS_PASSWORD,NATS_TOKEN,NATS_CREDS,NATS_TLS_CA
- * scripts/ensure_streams.ts [--dry-run] [STREAM ...]` (add `--allow-read=<file>`
- * for `NATS_CREDS` or `NATS_TLS_CA`). With stream names, only those are
+ * `JETSTREAM_REPLICAS` (default 1) sets how many servers hold each stream: 3
+ * on a three-node cluster. Raising it on existing streams updates them in
+ * place and keeps their messages (the servers copy them to the new replicas).
+ *
+ * Run: `deno run -P=ensure-streams scripts/ensure_streams.ts [--dry-run]
+ * [STREAM ...]` (add `--allow-read=<file>` for `NATS_CREDS` or `NATS_TLS_CA`). With stream names, only those are
  * ensured; `--dry-run` reports without changing anything.
  *
  * Exit codes: 0 done, 1 a stream could not be ensured, 2 bad arguments,
@@ -17,6 +19,7 @@
  * @module
  */
 import { ConfigError, loadConfig, natsConfigSpec } from "../handler_base/config.ts";
+import { consumeConfigSpec } from "../handler_base/consume_config.ts";
 import {
   ensureStreams,
   type StreamResult,
@@ -51,7 +54,10 @@ async function main(args: string[]): Promise<number> {
   }
   let config;
   try {
-    config = loadConfig(natsConfigSpec, Deno.env);
+    config = loadConfig(
+      { ...natsConfigSpec, jetstreamReplicas: consumeConfigSpec.jetstreamReplicas },
+      Deno.env,
+    );
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     console.error(error.message);
@@ -60,7 +66,11 @@ async function main(args: string[]): Promise<number> {
   const nc = await connectNats({ ...natsOptionsFromConfig(config), name: "ensure-streams" });
   try {
     printResults(
-      await ensureStreams(nc, { ...(names.length ? { only: names } : {}), dryRun }),
+      await ensureStreams(nc, {
+        ...(names.length ? { only: names } : {}),
+        replicas: config.jetstreamReplicas,
+        dryRun,
+      }),
       dryRun,
     );
     return 0;

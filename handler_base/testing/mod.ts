@@ -53,6 +53,7 @@ export * from "./fake_milvus.ts";
 export * from "./fake_reranker.ts";
 export * from "./fake_whisper.ts";
 export * from "./fake_xtts.ts";
+export * from "./nats_cluster.ts";
 export * from "./nats_server.ts";
 export * from "./otlp_receiver.ts";
 export * from "./ports.ts";

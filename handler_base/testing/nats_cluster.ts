@@ -1,0 +1,213 @@
+/**
+ * Starts a real JetStream cluster of `nats-server` processes for tests: each
+ * node on its own loopback client and route ports with its own store, routes
+ * to the others, and kill and restart per node on the same ports and store,
+ * so tests can take away the leader of a stream or the node a client is
+ * connected to and bring it back.
+ *
+ * Requires `--allow-run=nats-server`, `--allow-read`, `--allow-write` (the
+ * temporary directory) and `--allow-net=127.0.0.1`.
+ *
+ * @example
+ * ```ts ignore
+ * // Not run as a doc test: three servers electing a meta leader take seconds;
+ * // scripts/ensure_streams_test.ts and tests/system/ run it.
+ * import { startNatsCluster } from "@homelab/handler-base/testing";
+ *
+ * await using cluster = await startNatsCluster({ size: 3 });
+ * console.log(cluster.urls.length); // 3
+ * ```
+ *
+ * @module
+ */
+import { freePort } from "./ports.ts";
+
+/** Options of {@linkcode startNatsCluster}. */
+export interface NatsClusterOptions {
+  /**
+   * How many servers.
+   *
+   * @default 3
+   */
+  size?: number;
+  /**
+   * The path of the `nats-server` binary.
+   *
+   * @default "nats-server"
+   */
+  binary?: string;
+  /**
+   * How long to wait for every node to accept connections and for JetStream
+   * to have a meta leader.
+   *
+   * @default 20000
+   */
+  startTimeoutMs?: number;
+}
+
+/** One server of a {@linkcode NatsCluster}. */
+export interface NatsClusterNode {
+  /** Its `server_name` (`n1`, `n2`, ...): what stream info names as leader and replicas. */
+  readonly name: string;
+  /** Its client URL, `nats://127.0.0.1:<port>`. */
+  readonly url: string;
+  /** Its client port; it stays the same across restarts. */
+  readonly port: number;
+  /** Its monitoring endpoint, `http://127.0.0.1:<port>` (`/connz`, `/jsz`). */
+  readonly monitorUrl: string;
+  /** Whether its process runs. */
+  readonly running: boolean;
+  /** Kills it with a signal (default SIGKILL) and waits for the exit. */
+  kill(signal?: Deno.Signal): Promise<void>;
+  /** Starts it again (after a kill) on the same ports and store, and waits until it listens. */
+  start(): Promise<void>;
+}
+
+/** A running cluster. */
+export interface NatsCluster extends AsyncDisposable {
+  /** The nodes, in the order of their names. */
+  readonly nodes: readonly NatsClusterNode[];
+  /** Every node's client URL (what a client is given to fail over). */
+  readonly urls: readonly string[];
+  /** The node of this `server_name`. */
+  node(name: string): NatsClusterNode;
+}
+
+async function listening(port: number): Promise<boolean> {
+  try {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    conn.close();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function jetStreamReady(monitorPort: number): Promise<boolean> {
+  try {
+    const response = await fetch(`http://127.0.0.1:${monitorPort}/jsz`);
+    const body = await response.json() as { meta_cluster?: { leader?: string } };
+    return Boolean(body.meta_cluster?.leader);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Starts `size` servers that route to each other as one JetStream cluster,
+ * and waits until each accepts clients and JetStream has a meta leader.
+ *
+ * @param options Size, binary and start timeout.
+ * @returns The running cluster; dispose it to kill every node and delete the stores.
+ * @throws {Error} When `nats-server` is missing or the cluster does not form in time.
+ *
+ * @example Kill a node and bring it back
+ * ```ts ignore
+ * import { startNatsCluster } from "@homelab/handler-base/testing";
+ *
+ * await using cluster = await startNatsCluster();
+ * await cluster.node("n2").kill();
+ * await cluster.node("n2").start();
+ * ```
+ */
+export async function startNatsCluster(options: NatsClusterOptions = {}): Promise<NatsCluster> {
+  const { size = 3, binary = "nats-server", startTimeoutMs = 20_000 } = options;
+  const dir = await Deno.makeTempDir({ prefix: "nats-cluster-" });
+  const specs = Array.from({ length: size }, (_, i) => ({
+    name: `n${i + 1}`,
+    port: freePort(),
+    routePort: freePort(),
+    monitorPort: freePort(),
+  }));
+  const nodes = specs.map((spec) => {
+    const routes = specs.filter((s) => s !== spec)
+      .map((s) => `"nats-route://127.0.0.1:${s.routePort}"`).join(", ");
+    const config = [
+      `server_name: ${spec.name}`,
+      `listen: "127.0.0.1:${spec.port}"`,
+      `http: "127.0.0.1:${spec.monitorPort}"`,
+      `jetstream { store_dir: "${dir}/${spec.name}" }`,
+      `cluster { name: "test", listen: "127.0.0.1:${spec.routePort}", routes: [${routes}] }`,
+    ].join("\n");
+    const configPath = `${dir}/${spec.name}.conf`;
+    let child: Deno.ChildProcess | undefined;
+    let exit: Promise<Deno.CommandStatus> | undefined;
+    const node = {
+      name: spec.name,
+      url: `nats://127.0.0.1:${spec.port}`,
+      port: spec.port,
+      monitorUrl: `http://127.0.0.1:${spec.monitorPort}`,
+      monitorPort: spec.monitorPort,
+      get running() {
+        return child !== undefined;
+      },
+      async kill(signal: Deno.Signal = "SIGKILL") {
+        if (!child || !exit) return;
+        try {
+          child.kill(signal);
+        } catch {
+          // Already exited.
+        }
+        await exit;
+        child = undefined;
+        exit = undefined;
+      },
+      async start() {
+        if (child) return;
+        await Deno.writeTextFile(configPath, config);
+        try {
+          child = new Deno.Command(binary, {
+            args: ["-c", configPath],
+            stdout: "null",
+            stderr: "null",
+          }).spawn();
+        } catch (cause) {
+          if (cause instanceof Deno.errors.NotFound) {
+            throw new Error(
+              "Cannot start nats-server: it is not installed (apt-get install -y nats-server)",
+              { cause },
+            );
+          }
+          throw cause;
+        }
+        exit = child.status;
+        let exited = false;
+        exit.then(() => exited = true);
+        const deadline = Date.now() + startTimeoutMs;
+        while (!(await listening(spec.port))) {
+          if (exited) throw new Error(`Cannot start nats-server ${spec.name}: it exited at start`);
+          if (Date.now() > deadline) {
+            throw new Error(`Cannot start nats-server ${spec.name}: not listening in time`);
+          }
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+      },
+    };
+    return node;
+  });
+  const cluster: NatsCluster = {
+    nodes,
+    urls: nodes.map((n) => n.url),
+    node(name) {
+      const found = nodes.find((n) => n.name === name);
+      if (!found) throw new Error(`Cannot find node ${name}: the cluster has ${nodes.length}`);
+      return found;
+    },
+    async [Symbol.asyncDispose]() {
+      await Promise.all(nodes.map((n) => n.kill()));
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    },
+  };
+  try {
+    await Promise.all(nodes.map((n) => n.start()));
+    const deadline = Date.now() + startTimeoutMs;
+    while (!(await jetStreamReady(nodes[0]!.monitorPort))) {
+      if (Date.now() > deadline) throw new Error("Cannot start the cluster: no JetStream leader");
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  } catch (error) {
+    await cluster[Symbol.asyncDispose]();
+    throw error;
+  }
+  return cluster;
+}
