@@ -90,6 +90,8 @@ export class MessageRun implements HandlerContext {
   readonly nc: NatsConnection;
   /** When the deadline passes, on the clock of the service's deadlines. */
   readonly deadlineAt: number;
+  /** Where the service's deadlines keep this run while it is watched. */
+  deadlineSlot = -1;
   readonly #runtime: Runtime;
   readonly #state: EndpointState;
   readonly #delivery: Delivery;
@@ -331,7 +333,7 @@ export class MessageRun implements HandlerContext {
  * built once (nats.js encodes headers when it publishes, never later).
  */
 function replyHeaders(state: EndpointState, spanContext: Context): MsgHdrs {
-  const current = trace.getSpanContext(spanContext);
+  const current = spanContext === ROOT_CONTEXT ? undefined : trace.getSpanContext(spanContext);
   if (current && trace.isSpanContextValid(current)) {
     return messageHeaders(state.endpoint.responseType ?? "", { context: spanContext });
   }
