@@ -7,11 +7,17 @@
  * docs/PERFORMANCE.md, "one object per message"). The run is a class, so the
  * context's helpers (`publish`, `request`, `addLogFields`) are methods on its
  * prototype instead of closures made per message; the signal, the child
- * logger and the subject's tokens are built only when a handler asks for
- * them; with telemetry off no span and no attribute object is made; the
- * reply headers of an untraced reply are built once per endpoint; the
- * deadline is an entry in the service's one ticker ({@linkcode Deadlines})
- * instead of a timer; and the outcome of a success is one frozen object.
+ * logger, the subject (nats.js decodes it on first read) and its tokens are
+ * built only when a handler asks for them; with telemetry off no span and no
+ * attribute object is made, and without an incoming trace context the
+ * handler is called directly instead of inside `context.with`; the reply
+ * headers of an untraced reply are built once per endpoint; the deadline is
+ * an entry in the service's one ticker ({@linkcode Deadlines}, an array
+ * index, not a timer); the outcome of a success is one frozen object. A core
+ * message is started with {@linkcode MessageRun.start}, which makes no
+ * outcome promise (its reply is the outcome); the handler's promise is
+ * awaited in one async method of the run instead of `then` with a closure
+ * per callback.
  *
  * Internal to handler-base (not an entry point).
  *
