@@ -2,6 +2,9 @@
  * The deadlines of the messages in flight in one service, checked by one
  * ticker instead of a timer per message: a `setTimeout` plus `clearTimeout`
  * per message cost more than the rest of the dispatch (docs/PERFORMANCE.md).
+ * What is watched is kept in an array, each item holding its index in
+ * {@linkcode Expirable.deadlineSlot}, so watching and unwatching is a push
+ * and a swap with the last entry: no hashing and no allocation per message.
  * The ticker runs only while something is watched and stops at the first
  * idle tick, so an idle service holds no timer. Its period is the precision
  * of a deadline ({@linkcode DEADLINE_TICK_MS}, or less for shorter
@@ -43,6 +46,11 @@ export interface Expirable {
    * passed, or with the reason given to {@linkcode Deadlines.expireAll}.
    */
   expire(reason?: TimeoutError): void;
+  /**
+   * Where {@linkcode Deadlines} keeps the item while it is watched (its
+   * index), -1 or absent when it is not. Written by `Deadlines` only.
+   */
+  deadlineSlot?: number;
 }
 
 /** Options of {@linkcode Deadlines}. */
@@ -63,7 +71,8 @@ export interface DeadlinesOptions {
 
 /** The deadlines of one service. */
 export class Deadlines {
-  readonly #watched = new Set<Expirable>();
+  /** What is watched; each item's `deadlineSlot` is its index here. */
+  #watched: Expirable[] = [];
   readonly #now: () => number;
   readonly #tickMs: number;
   #ticker: ReturnType<typeof setInterval> | undefined;
@@ -85,17 +94,19 @@ export class Deadlines {
 
   /** How many are watched. */
   get size(): number {
-    return this.#watched.size;
+    return this.#watched.length;
   }
 
   /**
-   * Starts checking a deadline.
+   * Starts checking a deadline (nothing happens if it is watched already).
    *
    * @param item What expires.
    * @param timeoutMs Its timeout: a shorter one makes the ticker tick faster.
    */
   watch(item: Expirable, timeoutMs: number): void {
-    this.#watched.add(item);
+    if (this.#watched[item.deadlineSlot ?? -1] === item) return;
+    item.deadlineSlot = this.#watched.length;
+    this.#watched.push(item);
     this.#ticker ??= setInterval(
       () => this.check(),
       Math.max(1, Math.min(this.#tickMs, timeoutMs)),
@@ -108,21 +119,34 @@ export class Deadlines {
    * @param item What no longer expires.
    */
   unwatch(item: Expirable): void {
-    this.#watched.delete(item);
+    const slot = item.deadlineSlot ?? -1;
+    const watched = this.#watched;
+    if (watched[slot] !== item) return;
+    const last = watched.pop()!;
+    if (last !== item) {
+      watched[slot] = last;
+      last.deadlineSlot = slot;
+    }
+    item.deadlineSlot = -1;
   }
 
   /** Expires what is past its deadline; stops the ticker when nothing is watched. */
   check(): void {
-    if (this.#watched.size === 0) {
+    const watched = this.#watched;
+    if (watched.length === 0) {
       this.stop();
       return;
     }
     const now = this.#now();
-    for (const item of this.#watched) {
-      if (now >= item.deadlineAt) {
-        this.#watched.delete(item);
-        item.expire();
-      }
+    let due: Expirable[] | undefined;
+    for (const item of watched) {
+      if (now >= item.deadlineAt) (due ??= []).push(item);
+    }
+    if (!due) return;
+    for (const item of due) {
+      if (watched[item.deadlineSlot ?? -1] !== item) continue;
+      this.unwatch(item);
+      item.expire();
     }
   }
 
@@ -132,8 +156,9 @@ export class Deadlines {
    * @param reason What each one's signal is aborted with.
    */
   expireAll(reason: TimeoutError): void {
-    const all = [...this.#watched];
-    this.#watched.clear();
+    const all = this.#watched;
+    this.#watched = [];
+    for (const item of all) item.deadlineSlot = -1;
     for (const item of all) item.expire(reason);
   }
 

@@ -236,6 +236,10 @@ export function defineEndpoint<Req extends DescMessage, Res extends DescMessage>
 ): TypedEndpoint<Req, Res> {
   const { request, response, handle } = options;
   const takesNoPayload = request.typeName === EmptySchema.typeName;
+  const encodeResult = (
+    result: MessageShape<Res> | MessageInitShape<Res> | void,
+  ): Uint8Array | undefined =>
+    !response || result === undefined ? undefined : encode(response, result);
   return {
     requestSchema: request,
     responseSchema: response,
@@ -249,13 +253,17 @@ export function defineEndpoint<Req extends DescMessage, Res extends DescMessage>
     timeoutMs: options.timeoutMs,
     stream: options.stream,
     durable: options.durable,
-    async invoke(data, msgType, ctx) {
-      const decoded = takesNoPayload
-        ? create(request) as MessageShape<Req>
-        : decode(request, data, { msgType });
-      const result = await handle(decoded, ctx);
-      if (!response || result === undefined) return undefined;
-      return encode(response, result);
+    // Not an async function: one promise per message (the handler's, and
+    // the one `then` derives) instead of an async frame around it.
+    invoke(data, msgType, ctx) {
+      try {
+        const decoded = takesNoPayload
+          ? create(request) as MessageShape<Req>
+          : decode(request, data, msgType === undefined ? undefined : { msgType });
+        return Promise.resolve(handle(decoded, ctx)).then(encodeResult);
+      } catch (error) {
+        return Promise.reject(error);
+      }
     },
   };
 }

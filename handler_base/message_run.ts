@@ -7,11 +7,17 @@
  * docs/PERFORMANCE.md, "one object per message"). The run is a class, so the
  * context's helpers (`publish`, `request`, `addLogFields`) are methods on its
  * prototype instead of closures made per message; the signal, the child
- * logger and the subject's tokens are built only when a handler asks for
- * them; with telemetry off no span and no attribute object is made; the
- * reply headers of an untraced reply are built once per endpoint; the
- * deadline is an entry in the service's one ticker ({@linkcode Deadlines})
- * instead of a timer; and the outcome of a success is one frozen object.
+ * logger, the subject (nats.js decodes it on first read) and its tokens are
+ * built only when a handler asks for them; with telemetry off no span and no
+ * attribute object is made, and without an incoming trace context the
+ * handler is called directly instead of inside `context.with`; the reply
+ * headers of an untraced reply are built once per endpoint; the deadline is
+ * an entry in the service's one ticker ({@linkcode Deadlines}, an array
+ * index, not a timer); the outcome of a success is one frozen object. A core
+ * message is started with {@linkcode MessageRun.start}, which makes no
+ * outcome promise (its reply is the outcome); the handler's promise is
+ * awaited in one async method of the run instead of `then` with a closure
+ * per callback.
  *
  * Internal to handler-base (not an entry point).
  *
@@ -84,13 +90,14 @@ export interface Runtime {
  */
 export class MessageRun implements HandlerContext {
   readonly service: string;
-  readonly subject: string;
   readonly headers: MsgHdrs | undefined;
   readonly span: Span;
   readonly attempt: number;
   readonly nc: NatsConnection;
   /** When the deadline passes, on the clock of the service's deadlines. */
   readonly deadlineAt: number;
+  /** Where the service's deadlines keep this run while it is watched. */
+  deadlineSlot = -1;
   readonly #runtime: Runtime;
   readonly #state: EndpointState;
   readonly #delivery: Delivery;
@@ -104,7 +111,7 @@ export class MessageRun implements HandlerContext {
   #log: Logger | undefined;
   #logFields: LogFields | undefined;
   #tokens: readonly string[] | undefined;
-  #resolve: (outcome: Outcome) => void = () => {};
+  #resolve: ((outcome: Outcome) => void) | undefined;
 
   /**
    * Prepares the run of one delivery in a slot the caller holds.
@@ -123,11 +130,10 @@ export class MessageRun implements HandlerContext {
     this.#started = runtime.deadlines.now();
     this.deadlineAt = this.#started + state.timeoutMs;
     this.service = runtime.name;
-    this.subject = delivery.subject;
     this.headers = delivery.headers;
     this.attempt = delivery.attempt;
     this.nc = runtime.nc;
-    const parent = extractTraceContext(delivery.headers);
+    const parent = extractTraceContext(this.headers);
     if (runtime.telemetry.enabled) {
       this.span = startConsumerSpan(runtime.telemetry.tracer, {
         subject: delivery.subject,
@@ -140,13 +146,18 @@ export class MessageRun implements HandlerContext {
     } else {
       // Nothing is exported: pass the caller's trace context on unchanged (its
       // spans stay connected downstream) and allocate no span of our own.
-      this.span = trace.getSpan(parent) ?? NO_SPAN;
+      this.span = parent === ROOT_CONTEXT ? NO_SPAN : trace.getSpan(parent) ?? NO_SPAN;
       this.#spanContext = parent;
     }
     this.#attributes = runtime.telemetry.enabled
       ? { "messaging.destination.name": endpoint.subject }
       : undefined;
     if (this.#attributes) runtime.telemetry.metrics.inFlight.add(1, this.#attributes);
+  }
+
+  /** Read from the delivery when asked for: nats.js decodes a subject on first read. */
+  get subject(): string {
+    return this.#delivery.subject;
   }
 
   get tokens(): readonly string[] {
@@ -216,32 +227,48 @@ export class MessageRun implements HandlerContext {
    * signal cannot make the service take more work than its limit.
    */
   run(): Promise<Outcome> {
-    const { endpoint } = this.#state;
-    const delivery = this.#delivery;
     return new Promise<Outcome>((resolve) => {
       this.#resolve = resolve;
-      this.#runtime.deadlines.watch(this, this.#state.timeoutMs);
-      const msgType = delivery.headers?.get(MSG_TYPE_HEADER) || undefined;
-      let work: Promise<Uint8Array | undefined>;
-      try {
-        work = otelContext.with(
-          this.#spanContext,
-          () => endpoint.invoke(delivery.data, msgType, this),
-        );
-      } catch (error) {
-        work = Promise.reject(error);
-      }
-      work.then(
-        (reply) => {
-          this.#succeed(reply);
-          this.#release();
-        },
-        (error) => {
-          this.#fail(error);
-          this.#release();
-        },
-      );
+      this.start();
     });
+  }
+
+  /**
+   * Runs the handler as {@linkcode MessageRun.run} does, for a caller that
+   * needs no outcome (a core message: the reply is the outcome), so no
+   * promise is made for it.
+   */
+  start(): void {
+    const { endpoint } = this.#state;
+    const delivery = this.#delivery;
+    const headers = this.headers;
+    this.#runtime.deadlines.watch(this, this.#state.timeoutMs);
+    let work: Promise<Uint8Array | undefined>;
+    try {
+      const msgType = headers === undefined ? undefined : headers.get(MSG_TYPE_HEADER) || undefined;
+      // With telemetry off and no trace context in, the handler already runs
+      // in the root context: entering it again would only cost.
+      work = this.#spanContext === ROOT_CONTEXT && otelContext.active() === ROOT_CONTEXT
+        ? endpoint.invoke(delivery.data, msgType, this)
+        : otelContext.with(this.#spanContext, () => endpoint.invoke(delivery.data, msgType, this));
+    } catch (error) {
+      work = Promise.reject(error);
+    }
+    this.#settle(work);
+  }
+
+  /** Waits for the handler, then ends the run and frees the slot (no closure per message). */
+  async #settle(work: Promise<Uint8Array | undefined>): Promise<void> {
+    let reply: Uint8Array | undefined;
+    try {
+      reply = await work;
+    } catch (error) {
+      this.#fail(error);
+      this.#release();
+      return;
+    }
+    this.#succeed(reply);
+    this.#release();
   }
 
   /**
@@ -302,7 +329,7 @@ export class MessageRun implements HandlerContext {
       metrics.duration.record(elapsed / 1000, attributes);
     }
     this.span.end();
-    this.#resolve(outcome);
+    this.#resolve?.(outcome);
   }
 }
 
@@ -312,7 +339,7 @@ export class MessageRun implements HandlerContext {
  * built once (nats.js encodes headers when it publishes, never later).
  */
 function replyHeaders(state: EndpointState, spanContext: Context): MsgHdrs {
-  const current = trace.getSpanContext(spanContext);
+  const current = spanContext === ROOT_CONTEXT ? undefined : trace.getSpanContext(spanContext);
   if (current && trace.isSpanContextValid(current)) {
     return messageHeaders(state.endpoint.responseType ?? "", { context: spanContext });
   }

@@ -396,7 +396,13 @@ class ServiceImpl implements Service, ServiceInternals, Runtime {
 
   /** Starts a core message whose slot was handed to it. */
   startCore(state: EndpointState, delivery: CoreDelivery): void {
-    this.#start(state, delivery, state.release);
+    // No outcome is awaited for a core message (its reply is the outcome),
+    // so no promise is made for one.
+    try {
+      new MessageRun(this, state, delivery, state.release).start();
+    } catch {
+      state.release();
+    }
   }
 
   /** Answers a queued core message that will never start. */
