@@ -157,6 +157,7 @@ Deno.test({
     rate: 20,
     count: 100,
     settleMs: 60_000,
+    nodes: cluster.urls,
     during: async () => {
       await new Promise((resolve) => setTimeout(resolve, 1_000));
       const leader = (await jsm.streams.info("COMPANIONS_CHAT")).cluster?.leader ?? "n1";

@@ -35,7 +35,11 @@ import {
   PipelineStatusSchema,
   PipelineTriggerSchema,
 } from "../../handler_base/messages.ts";
-import { type NatsConnection, RequestTimeoutError } from "../../handler_base/natsutil.ts";
+import {
+  connectNats,
+  type NatsConnection,
+  RequestTimeoutError,
+} from "../../handler_base/natsutil.ts";
 import { SERVICES } from "../../services/table.ts";
 
 /** One kind of request of the mix. */
@@ -249,19 +253,25 @@ async function countResults(
   for (let seq = state.first_seq; seq <= state.last_seq && state.messages > 0; seq++) {
     const msg = await jsm.streams.getMessage(RESULTS_STREAM, { seq }).catch(() => null);
     if (!msg) continue;
-    let id: string | undefined;
-    if (msg.subject.startsWith("ai.chat.response.")) {
-      id = msg.subject.slice("ai.chat.response.".length);
-    } else {
-      try {
-        const status = decode(PipelineStatusSchema, msg.data);
-        if (status.status === "submitted") id = status.requestId;
-      } catch {
-        // Not a status.
-      }
-    }
-    if (id?.startsWith("dur-")) results.set(id, (results.get(id) ?? 0) + 1);
+    const id = resultId(msg.subject, msg.data);
+    if (id) results.set(id, (results.get(id) ?? 0) + 1);
   }
+}
+
+/** The durable id a result answers: a chat response's subject, a pipeline's `submitted` status. */
+function resultId(subject: string, data: Uint8Array): string | undefined {
+  let id: string | undefined;
+  if (subject.startsWith("ai.chat.response.")) {
+    id = subject.slice("ai.chat.response.".length);
+  } else {
+    try {
+      const status = decode(PipelineStatusSchema, data);
+      if (status.status === "submitted") id = status.requestId;
+    } catch {
+      // Not a status.
+    }
+  }
+  return id?.startsWith("dur-") ? id : undefined;
 }
 
 /** What became of durable inputs. */
@@ -289,12 +299,24 @@ export interface DurableStats {
  */
 export async function runDurable(
   nc: NatsConnection,
-  options: { rate: number; count: number; settleMs: number; during?: () => Promise<void> },
+  options: {
+    rate: number;
+    count: number;
+    settleMs: number;
+    during?: () => Promise<void>;
+    /**
+     * One URL per broker node: a core subscriber pinned to each also counts the results, so a
+     * node's death (one at a time) never hides a result from every observer.
+     */
+    nodes?: readonly string[];
+  },
 ): Promise<DurableStats> {
   const names = new Set(SERVICES.map((s) => s.name));
-  // The results are core publishes. A subscriber of this connection misses those sent while it
-  // reconnects through a broker kill, although the input was handled and acked; a stream that
-  // captures the result subjects keeps them, so a missing result means a lost input.
+  // The results are core publishes: an observer misses those sent while it reconnects through
+  // a broker kill, although the input was handled and acked. So they are counted by several
+  // observers and a result any of them saw counts: a stream that captures the result subjects
+  // (replicated on a cluster; it keeps what was published while a subscriber reconnected) and a
+  // core subscriber per node.
   const jsm = await jetstream(nc).jetstreamManager();
   const resultSubjects = [
     ...(names.has("chat-handler") ? ["ai.chat.response.*"] : []),
@@ -305,8 +327,26 @@ export async function runDurable(
     name: RESULTS_STREAM,
     subjects: resultSubjects,
     storage: StorageType.File,
+    num_replicas: options.nodes && options.nodes.length >= 3 ? 3 : 1,
     max_age: 10 * 60 * 1_000_000_000,
   });
+  const seen = new Map<string, number>();
+  const observers = await Promise.all(
+    (options.nodes ?? []).map((url, i) =>
+      connectNats({ servers: url, name: `durable-observer-${i}`, reconnectTimeWaitMs: 100 })
+    ),
+  );
+  for (const observer of [nc, ...observers]) {
+    for (const subject of resultSubjects) {
+      observer.subscribe(subject, {
+        callback: (_error, msg) => {
+          const id = resultId(msg.subject, msg.data);
+          if (id) seen.set(id, (seen.get(id) ?? 0) + 1);
+        },
+      });
+    }
+    await observer.flush();
+  }
   await nc.flush();
   const stored: string[] = [];
   let publishFailed = 0;
@@ -337,11 +377,13 @@ export async function runDurable(
   const results = new Map<string, number>();
   const deadline = performance.now() + options.settleMs;
   do {
-    await countResults(jsm, results);
+    await countResults(jsm, results).catch(() => {});
+    for (const [id, count] of seen) results.set(id, Math.max(results.get(id) ?? 0, count));
     if (stored.every((id) => results.has(id))) break;
     await new Promise((resolve) => setTimeout(resolve, 500));
   } while (performance.now() < deadline);
   await jsm.streams.delete(RESULTS_STREAM).catch(() => {});
+  await Promise.all(observers.map((observer) => observer.close().catch(() => {})));
   const answered = stored.filter((id) => results.has(id)).length;
   return {
     stored: stored.length,
