@@ -20,6 +20,7 @@
  */
 import { startNatsServer } from "../../handler_base/testing/nats_server.ts";
 import { cpuMs, loadAverage } from "./proc.ts";
+import { spawnReady } from "./spawn.ts";
 import { median } from "./stats.ts";
 
 const args = Object.fromEntries(
@@ -86,23 +87,6 @@ async function serve(base: string, prefix: string, url: string): Promise<void> {
   console.log("READY");
   await new Promise((resolve) => Deno.addSignalListener("SIGTERM", () => resolve(undefined)));
   Deno.exit(0);
-}
-
-async function spawnReady(argv: string[]) {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: argv,
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let text = "";
-  while (!text.includes("READY")) {
-    const { value, done } = await lines.read();
-    if (done) throw new Error(`Cannot start ${argv.join(" ")}: it exited before READY`);
-    text += value;
-  }
-  return { child, lines, stdin: child.stdin.getWriter() };
 }
 
 /** Drives one subject with the load processes; returns the responder's CPU per request in µs. */

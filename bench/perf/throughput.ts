@@ -19,6 +19,7 @@
  */
 import { startOtlpReceiver } from "../../handler_base/testing/otlp_receiver.ts";
 import { cpuMs } from "./proc.ts";
+import { spawnReady } from "./spawn.ts";
 import { type Path, SUBJECTS } from "./responders.ts";
 import { median } from "./stats.ts";
 
@@ -41,24 +42,6 @@ export interface Sample {
   readonly responderCores: number;
   /** All load processes' CPU over the window, as a share of one core. */
   readonly loadCores: number;
-}
-
-async function spawnReady(args: string[], env: Record<string, string> = {}) {
-  const child = new Deno.Command(Deno.execPath(), {
-    args,
-    env,
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let text = "";
-  while (!text.includes("READY")) {
-    const { value, done } = await lines.read();
-    if (done) throw new Error(`Cannot start ${args.join(" ")}: it exited before READY`);
-    text += value;
-  }
-  return { child, lines, stdin: child.stdin.getWriter() };
 }
 
 /** Runs `loaders` load processes against one responder process and measures. */

@@ -20,6 +20,7 @@
  *
  * @module
  */
+import { spawnNatsServer } from "./_nats_process.ts";
 import { freePort } from "./ports.ts";
 
 /** Options of {@linkcode startNatsCluster}. */
@@ -155,21 +156,7 @@ export async function startNatsCluster(options: NatsClusterOptions = {}): Promis
       async start() {
         if (child) return;
         await Deno.writeTextFile(configPath, config);
-        try {
-          child = new Deno.Command(binary, {
-            args: ["-c", configPath],
-            stdout: "null",
-            stderr: "null",
-          }).spawn();
-        } catch (cause) {
-          if (cause instanceof Deno.errors.NotFound) {
-            throw new Error(
-              "Cannot start nats-server: it is not installed (apt-get install -y nats-server)",
-              { cause },
-            );
-          }
-          throw cause;
-        }
+        child = spawnNatsServer(binary, ["-c", configPath]);
         exit = child.status;
         let exited = false;
         exit.then(() => exited = true);

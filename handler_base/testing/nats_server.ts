@@ -17,6 +17,7 @@
  *
  * @module
  */
+import { spawnNatsServer } from "./_nats_process.ts";
 
 /** Options of {@linkcode startNatsServer}. */
 export interface NatsServerOptions {
@@ -152,22 +153,7 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
       ...(jetstream ? ["-js", "-sd", storeDir] : []),
       ...args,
     ];
-    try {
-      child = new Deno.Command(binary, {
-        args: argv,
-        stdout: "null",
-        stderr: "null",
-        detached: options.processGroup ?? false,
-      }).spawn();
-    } catch (cause) {
-      if (cause instanceof Deno.errors.NotFound) {
-        throw new Error(
-          "Cannot start nats-server: it is not installed (apt-get install -y nats-server)",
-          { cause },
-        );
-      }
-      throw cause;
-    }
+    child = spawnNatsServer(binary, argv, options.processGroup ?? false);
     exit = child.status;
     const readPortsFile = async () => {
       for await (const entry of Deno.readDir(portsDir)) {

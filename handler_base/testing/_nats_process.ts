@@ -1,0 +1,33 @@
+/**
+ * Spawns a `nats-server` process, with one clear line when it is not installed. Shared by the
+ * single-server and the cluster launchers; not part of the testing entry point.
+ *
+ * @module
+ */
+
+/**
+ * Spawns nats-server.
+ *
+ * @param binary The executable.
+ * @param args Its arguments.
+ * @param detached Whether it gets its own process group.
+ * @returns The process.
+ * @throws {Error} With the install hint when the executable is missing.
+ */
+export function spawnNatsServer(
+  binary: string,
+  args: string[],
+  detached = false,
+): Deno.ChildProcess {
+  try {
+    return new Deno.Command(binary, { args, stdout: "null", stderr: "null", detached }).spawn();
+  } catch (cause) {
+    if (cause instanceof Deno.errors.NotFound) {
+      throw new Error(
+        "Cannot start nats-server: it is not installed (apt-get install -y nats-server)",
+        { cause },
+      );
+    }
+    throw cause;
+  }
+}
