@@ -20,7 +20,7 @@
  */
 import { startNatsServer } from "../../handler_base/testing/nats_server.ts";
 import { cpuMs, loadAverage } from "./proc.ts";
-import { spawnReady } from "./spawn.ts";
+import { runLoad, spawnReady } from "./spawn.ts";
 import { median } from "./stats.ts";
 
 const args = Object.fromEntries(
@@ -113,20 +113,7 @@ async function measure(
       ])),
   );
   const before = cpuMs(pid);
-  await Promise.all(procs.map((p) => p.stdin.write(new TextEncoder().encode("go\n"))));
-  const requests = await Promise.all(procs.map(async (p) => {
-    let text = "";
-    for (;;) {
-      const { value, done } = await p.lines.read();
-      if (value) text += value;
-      if (text.includes("}") || done) break;
-    }
-    await p.stdin.close().catch(() => {});
-    await p.child.status;
-    return (JSON.parse(text.slice(text.indexOf("{"), text.indexOf("}") + 1)) as {
-      requests: number;
-    }).requests;
-  }));
+  const requests = (await runLoad(procs)).map((r) => r.requests);
   return ((cpuMs(pid) - before) * 1000) / requests.reduce((a, b) => a + b, 0);
 }
 

@@ -28,3 +28,34 @@ export async function spawnReady(args: string[], env: Record<string, string> = {
   }
   return { child, lines, stdin: child.stdin.getWriter() };
 }
+
+/** What a load process reports when its run is over. */
+export interface LoadResult {
+  /** Requests answered. */
+  requests: number;
+  /** The load process's own CPU time, in milliseconds. */
+  cpuMs: number;
+}
+
+/**
+ * Starts every load process at once (`go` on stdin) and reads the result each prints.
+ *
+ * @param procs Load processes from {@linkcode spawnReady}.
+ * @returns Their results, in order.
+ */
+export async function runLoad(
+  procs: readonly Awaited<ReturnType<typeof spawnReady>>[],
+): Promise<LoadResult[]> {
+  await Promise.all(procs.map((p) => p.stdin.write(new TextEncoder().encode("go\n"))));
+  return await Promise.all(procs.map(async (p) => {
+    let text = "";
+    for (;;) {
+      const { value, done } = await p.lines.read();
+      if (value) text += value;
+      if (text.includes("}") || done) break;
+    }
+    await p.stdin.close().catch(() => {});
+    await p.child.status;
+    return JSON.parse(text.slice(text.indexOf("{"), text.indexOf("}") + 1)) as LoadResult;
+  }));
+}

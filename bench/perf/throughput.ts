@@ -19,7 +19,7 @@
  */
 import { startOtlpReceiver } from "../../handler_base/testing/otlp_receiver.ts";
 import { cpuMs } from "./proc.ts";
-import { spawnReady } from "./spawn.ts";
+import { runLoad, spawnReady } from "./spawn.ts";
 import { type Path, SUBJECTS } from "./responders.ts";
 import { median } from "./stats.ts";
 
@@ -69,21 +69,7 @@ async function measure(
   );
   const before = cpuMs(responderPid);
   const start = performance.now();
-  await Promise.all(procs.map((p) => p.stdin.write(new TextEncoder().encode("go\n"))));
-  const results = await Promise.all(procs.map(async (p) => {
-    let text = "";
-    for (;;) {
-      const { value, done } = await p.lines.read();
-      if (value) text += value;
-      if (text.includes("}") || done) break;
-    }
-    await p.stdin.close().catch(() => {});
-    await p.child.status;
-    return JSON.parse(text.slice(text.indexOf("{"), text.indexOf("}") + 1)) as {
-      requests: number;
-      cpuMs: number;
-    };
-  }));
+  const results = await runLoad(procs);
   const wallMs = performance.now() - start;
   const responderMs = cpuMs(responderPid) - before;
   const requests = results.reduce((sum, r) => sum + r.requests, 0);

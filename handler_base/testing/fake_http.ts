@@ -210,8 +210,7 @@ export function startFakeHttpServer(
   options: FakeServerOptions = {},
 ): FakeServer {
   const requests: RecordedRequest[] = [];
-  const unclaimed: RecordedRequest[] = [];
-  const waiters: ((request: RecordedRequest) => void)[] = [];
+  const arrivals = new Mailbox<RecordedRequest>();
   const failures: Failure[] = [];
   const closing = new AbortController();
   let hang = 0;
@@ -223,9 +222,7 @@ export function startFakeHttpServer(
     info.completed.catch(disconnected);
     const recorded = await record(request, gone.promise);
     requests.push(recorded);
-    const waiter = waiters.shift();
-    if (waiter) waiter(recorded);
-    else unclaimed.push(recorded);
+    arrivals.put(recorded);
 
     const failure = failures.find((f) =>
       (f.path === undefined || f.path === recorded.path) &&
@@ -261,23 +258,7 @@ export function startFakeHttpServer(
   return {
     url,
     requests,
-    nextRequest(signal) {
-      const ready = unclaimed.shift();
-      if (ready) return Promise.resolve(ready);
-      return new Promise((resolve, reject) => {
-        const onAbort = () => {
-          waiters.splice(waiters.indexOf(deliver), 1);
-          reject(signal?.reason);
-        };
-        const deliver = (request: RecordedRequest) => {
-          signal?.removeEventListener("abort", onAbort);
-          resolve(request);
-        };
-        if (signal?.aborted) return reject(signal.reason);
-        signal?.addEventListener("abort", onAbort, { once: true });
-        waiters.push(deliver);
-      });
-    },
+    nextRequest: (signal) => arrivals.next(signal),
     failNext(status, options = {}) {
       const headers = new Headers(options.headers);
       if (!headers.has("content-type")) headers.set("content-type", "application/json");
@@ -581,4 +562,60 @@ export function lostResponseBody(server: string): ReadableStream<Uint8Array> {
       controller.error(error);
     },
   });
+}
+
+/**
+ * A queue of things a fake saw (requests, created runs), each taken once by
+ * whoever asks next: at once when one is waiting, else when it arrives.
+ *
+ * @typeParam T What is queued.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Mailbox } from "@homelab/handler-base/testing";
+ *
+ * const created = new Mailbox<string>();
+ * const next = created.next(AbortSignal.timeout(1000));
+ * created.put("run-1");
+ * assert.equal(await next, "run-1");
+ * ```
+ */
+export class Mailbox<T> {
+  readonly #unclaimed: T[] = [];
+  readonly #waiters: ((item: T) => void)[] = [];
+
+  /**
+   * Hands an item to the oldest waiter, or keeps it for the next call.
+   *
+   * @param item The item.
+   */
+  put(item: T): void {
+    const waiter = this.#waiters.shift();
+    if (waiter) waiter(item);
+    else this.#unclaimed.push(item);
+  }
+
+  /**
+   * The oldest unclaimed item, or the next to arrive.
+   *
+   * @param signal Stops waiting: the promise rejects with its reason.
+   * @returns The item.
+   */
+  next(signal?: AbortSignal): Promise<T> {
+    if (this.#unclaimed.length > 0) return Promise.resolve(this.#unclaimed.shift()!);
+    return new Promise((resolve, reject) => {
+      const onAbort = () => {
+        this.#waiters.splice(this.#waiters.indexOf(deliver), 1);
+        reject(signal?.reason);
+      };
+      const deliver = (item: T) => {
+        signal?.removeEventListener("abort", onAbort);
+        resolve(item);
+      };
+      if (signal?.aborted) return reject(signal.reason);
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.#waiters.push(deliver);
+    });
+  }
 }

@@ -42,6 +42,7 @@ import { isRecord } from "../clients/_json.ts";
 import {
   type FakeServer,
   lostResponseBody,
+  Mailbox,
   type RecordedRequest,
   startFakeHttpServer,
 } from "./fake_http.ts";
@@ -183,8 +184,7 @@ function accepts(run: FakeKubeflowRun, predicates: readonly Predicate[]): boolea
 export function startFakeKubeflow(config: FakeKubeflowConfig = {}): FakeKubeflow {
   const runs = new Map<string, FakeKubeflowRun>();
   const timers = new Set<ReturnType<typeof setTimeout>>();
-  const created: FakeKubeflowRun[] = [];
-  const waiting: ((run: FakeKubeflowRun) => void)[] = [];
+  const created = new Mailbox<FakeKubeflowRun>();
   let loseCreate = 0;
   let sequence = 0;
   const order = new Map<string, number>();
@@ -219,9 +219,7 @@ export function startFakeKubeflow(config: FakeKubeflowConfig = {}): FakeKubeflow
     };
     runs.set(run.run_id, run);
     order.set(run.run_id, ++sequence);
-    const waiter = waiting.shift();
-    if (waiter) waiter(run);
-    else created.push(run);
+    created.put(run);
     for (const step of config.schedule?.(run) ?? []) {
       const timer = setTimeout(() => {
         timers.delete(timer);
@@ -286,23 +284,7 @@ export function startFakeKubeflow(config: FakeKubeflowConfig = {}): FakeKubeflow
     loseNextCreate() {
       loseCreate++;
     },
-    nextRun(signal) {
-      const ready = created.shift();
-      if (ready) return Promise.resolve(ready);
-      return new Promise((resolve, reject) => {
-        const onAbort = () => {
-          waiting.splice(waiting.indexOf(deliver), 1);
-          reject(signal?.reason);
-        };
-        const deliver = (run: FakeKubeflowRun) => {
-          signal?.removeEventListener("abort", onAbort);
-          resolve(run);
-        };
-        if (signal?.aborted) return reject(signal.reason);
-        signal?.addEventListener("abort", onAbort, { once: true });
-        waiting.push(deliver);
-      });
-    },
+    nextRun: (signal) => created.next(signal),
     async close() {
       for (const timer of timers) clearTimeout(timer);
       timers.clear();

@@ -48,6 +48,7 @@ import { isRecord } from "../clients/_json.ts";
 import {
   type FakeServer,
   lostResponseBody,
+  Mailbox,
   type RecordedRequest,
   startFakeHttpServer,
 } from "./fake_http.ts";
@@ -231,8 +232,7 @@ export function startFakeKubernetes(config: FakeKubernetesConfig = {}): FakeKube
   const workflows = new Map<string, FakeWorkflow>();
   const watchers = new Set<Watcher>();
   const timers = new Set<ReturnType<typeof setTimeout>>();
-  const created: FakeWorkflow[] = [];
-  const waiting: ((workflow: FakeWorkflow) => void)[] = [];
+  const created = new Mailbox<FakeWorkflow>();
   let version = 1;
   let uid = 0;
   let loseCreate = 0;
@@ -313,9 +313,7 @@ export function startFakeKubernetes(config: FakeKubernetesConfig = {}): FakeKube
     };
     workflows.set(name, workflow);
     notify("ADDED", workflow);
-    const waiter = waiting.shift();
-    if (waiter) waiter(workflow);
-    else created.push(workflow);
+    created.put(workflow);
     for (const step of config.schedule?.(workflow) ?? []) {
       const timer = setTimeout(() => {
         timers.delete(timer);
@@ -426,23 +424,7 @@ export function startFakeKubernetes(config: FakeKubernetesConfig = {}): FakeKube
     loseNextCreate() {
       loseCreate++;
     },
-    nextWorkflow(signal) {
-      const ready = created.shift();
-      if (ready) return Promise.resolve(ready);
-      return new Promise((resolve, reject) => {
-        const onAbort = () => {
-          waiting.splice(waiting.indexOf(deliver), 1);
-          reject(signal?.reason);
-        };
-        const deliver = (workflow: FakeWorkflow) => {
-          signal?.removeEventListener("abort", onAbort);
-          resolve(workflow);
-        };
-        if (signal?.aborted) return reject(signal.reason);
-        signal?.addEventListener("abort", onAbort, { once: true });
-        waiting.push(deliver);
-      });
-    },
+    nextWorkflow: (signal) => created.next(signal),
     async down() {
       endWatches();
       await server.down();
