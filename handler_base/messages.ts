@@ -21,7 +21,8 @@
  */
 import type * as protobuf from "@bufbuild/protobuf";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { EmptySchema } from "@bufbuild/protobuf/wkt";
+// The one file, not the "wkt" barrel, which boots every well-known type at import (about 10 ms).
+import { EmptySchema } from "@bufbuild/protobuf/wkt/google/protobuf/empty_pb.js";
 import { DecodeError } from "./errors.ts";
 import type { ChatRequest } from "./gen/messagespb/messages/v1/messages_pb.ts";
 

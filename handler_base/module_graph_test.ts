@@ -55,11 +55,25 @@ Deno.test("no client module loads NATS or the handler runtime", async () => {
   }
 });
 
-Deno.test("messages and errors load protobuf only", async () => {
+Deno.test("messages and errors load protobuf only, and not every well-known type", async () => {
   for (const entry of ["./messages", "./errors"]) {
     const { npm } = await graphOf(exports[entry]);
     assert.deepEqual(npm, ["@bufbuild/protobuf"], entry);
   }
+  // The "wkt" barrel boots every well-known type when imported; only Empty is used.
+  const { stdout } = await new Deno.Command(Deno.execPath(), {
+    args: ["info", "--json", new URL(exports["./messages"], root).pathname],
+    stdout: "piped",
+  }).output();
+  const protobufImports = (JSON.parse(new TextDecoder().decode(stdout)).modules as {
+    specifier: string;
+  }[]).map((m) => m.specifier.replace(/^npm:\/?@bufbuild\/protobuf@[^/]*/, "@bufbuild/protobuf"))
+    .filter((s) => s.startsWith("@bufbuild/protobuf"));
+  assert.deepEqual(protobufImports.sort(), [
+    "@bufbuild/protobuf",
+    "@bufbuild/protobuf/codegenv2",
+    "@bufbuild/protobuf/wkt/google/protobuf/empty_pb.js",
+  ]);
 });
 
 /**
