@@ -25,16 +25,19 @@
  * and service, so drift on the shared machine hits both. Reported per window:
  * p50/p90/p99/max of the latency (and of the overhead beyond the backend),
  * the difference to the baseline, the client's send lag (how late it sent
- * against its schedule), and the CPU of the client, the responder, the
- * broker and the backend over the window. Then a check of the client
+ * against its schedule), the CPU of the client, the responder, the broker
+ * and the backend over the window, and how long each of the last three
+ * waited, runnable, for a CPU (`/proc/<pid>/task/<tid>/schedstat`: the
+ * machine's share of the tail). Then a check of the client
  * itself: the Deno client and the C client against the baseline's voices
  * responder, one window each.
  *
- * Options: `--rate=500 --seconds=20 --rounds=2 --backend-ms=2`,
+ * Options: `--rate=500 --seconds=20 --rounds=4 --backend-ms=2`,
  * `--client=c|deno`, `--no-client-check`, `--service-env=K=V,K=V` (more
  * environment for tts-module, e.g. `DENO_V8_FLAGS=--max-semi-space-size=2`),
- * `--trace-gc` (counts tts-module's garbage collections per window from
- * `--v8-flags=--trace-gc`), `--cpu-prof=<dir>` (tts-module writes a V8 CPU
+ * `--samples=<file>` (every request as a JSON line, for a closer look),
+ * `--trace-gc` (counts the responders' garbage collections and their pauses
+ * per window from `--v8-flags=--trace-gc`), `--cpu-prof=<dir>` (tts-module writes a V8 CPU
  * profile there when it stops).
  *
  * Run: `deno task bench:overhead --rate=500 --seconds=20`
@@ -47,6 +50,7 @@ import { startNatsServer } from "../handler_base/testing/nats_server.ts";
 import { TTS_VOICES_LIST_SUBJECT } from "../services/tts/handler.ts";
 import { RAW_SUBJECTS } from "./overhead/raw_responder.ts";
 import {
+  gcPause,
   type LoadReport,
   overheads,
   parseLoadReport,
@@ -54,7 +58,7 @@ import {
   summarize,
   type Summary,
 } from "./overhead/stats.ts";
-import { cpuMs, loadAverage } from "./perf/proc.ts";
+import { cpuMs, loadAverage, runQueueWaitMs } from "./perf/proc.ts";
 import { serviceRun } from "./perf/services.ts";
 
 const args = Object.fromEntries(
@@ -65,7 +69,7 @@ const args = Object.fromEntries(
 );
 const rate = Number(args.rate || 500);
 const seconds = Number(args.seconds || 20);
-const rounds = Number(args.rounds || 2);
+const rounds = Number(args.rounds || 4);
 const backendMs = Number(args["backend-ms"] ?? 2);
 const clientKind = args.client || "c";
 const here = (path: string) => new URL(path, import.meta.url).pathname;
@@ -155,8 +159,9 @@ async function runWindow(
   c: Case,
   count: number,
   procs: readonly Proc[],
-): Promise<{ report: LoadReport; cpu: Record<string, number> }> {
+): Promise<{ report: LoadReport; cpu: Record<string, number>; wait: Record<string, number> }> {
   const before = Object.fromEntries(procs.map((p) => [p.name, cpuMs(p.pid()!)]));
+  const waitBefore = Object.fromEntries(procs.map((p) => [p.name, runQueueWaitMs(p.pid()!)]));
   const out = await new Deno.Command(client[0]!, {
     args: [
       ...client.slice(1),
@@ -176,7 +181,10 @@ async function runWindow(
   }).output();
   if (!out.success) throw new Error(`Cannot run the load client on ${subject}`);
   const cpu = Object.fromEntries(procs.map((p) => [p.name, cpuMs(p.pid()!) - before[p.name]!]));
-  return { report: parseLoadReport(new TextDecoder().decode(out.stdout)), cpu };
+  const wait = Object.fromEntries(
+    procs.map((p) => [p.name, runQueueWaitMs(p.pid()!) - waitBefore[p.name]!]),
+  );
+  return { report: parseLoadReport(new TextDecoder().decode(out.stdout)), cpu, wait };
 }
 
 /** The backend's own time per measured sequence number since the last call. */
@@ -198,25 +206,41 @@ async function backendTimes(
   return times;
 }
 
-/** Counts lines matching GC events on a stderr stream, for `--trace-gc`. */
-function gcCounter(stream: ReadableStream<Uint8Array>): { count(): number } {
-  let n = 0;
-  (async () => {
-    let rest = "";
-    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-      rest += chunk;
-      const lines = rest.split("\n");
-      rest = lines.pop()!;
-      for (const line of lines) {
-        if (/\b(Scavenge|Mark-Compact|Mark-sweep|Minor Mark-Sweep)\b/i.test(line)) n++;
-        else if (line.trim()) console.error(`tts-module: ${line}`);
+/** Garbage collections that V8 printed (`--trace-gc`): the pause of each, in ms. */
+function gcWatcher(name: string, sources: AsyncIterable<string>[]): { pauses: number[] } {
+  const pauses: number[] = [];
+  for (const source of sources) {
+    (async () => {
+      let rest = "";
+      for await (const chunk of source) {
+        rest += chunk;
+        const lines = rest.split("\n");
+        rest = lines.pop()!;
+        for (const line of lines) {
+          const gc = gcPause(line);
+          if (gc !== undefined) pauses.push(gc);
+          else if (/"level":"(warn|error)"|error/i.test(line)) console.error(`${name}: ${line}`);
+        }
       }
-    }
-  })();
-  return { count: () => n };
+    })();
+  }
+  return { pauses };
+}
+
+/** The rest of a reader, as an async iterable. */
+async function* rest(reader: ReadableStreamDefaultReader<string>): AsyncIterable<string> {
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    yield value;
+  }
 }
 
 const fmt = (ms: number) => ms.toFixed(2);
+const gcCell = (pauses: number[]) =>
+  pauses.length
+    ? `${pauses.length}, ${fmt(summarize(pauses).p50)} / ${fmt(summarize(pauses).max)}`
+    : "0";
 const row = (s: Summary) => [fmt(s.p50), fmt(s.p90), fmt(s.p99), fmt(s.max)];
 
 if (import.meta.main) {
@@ -230,13 +254,6 @@ if (import.meta.main) {
     `--delay-ms=${backendMs}`,
   ]);
   const ttsUrl = backend.ready.split(" ")[1]!;
-  const raw = await spawnReady([
-    "run",
-    "-A",
-    here("./overhead/raw_responder.ts"),
-    nats.url,
-    ttsUrl,
-  ]);
   const voicesDir = await Deno.makeTempDir({ prefix: "overhead-voices-" });
   const healthPort = freePort();
   const serviceEnv: Record<string, string> = {
@@ -251,18 +268,27 @@ if (import.meta.main) {
     const [key, ...value] = pair.split("=");
     serviceEnv[key!] = value.join("=");
   }
-  const run = serviceRun("tts-module", serviceEnv, voicesDir);
   const v8 = "trace-gc" in args ? ["--v8-flags=--trace-gc"] : [];
+  // The baseline runs with the same V8 flags as the service.
+  const raw = await spawnReady(
+    ["run", "-A", ...v8, here("./overhead/raw_responder.ts"), nats.url, ttsUrl],
+    serviceEnv.DENO_V8_FLAGS ? { DENO_V8_FLAGS: serviceEnv.DENO_V8_FLAGS } : {},
+  );
+  const run = serviceRun("tts-module", serviceEnv, voicesDir);
   const prof = args["cpu-prof"] ? ["--cpu-prof", `--cpu-prof-dir=${args["cpu-prof"]}`] : [];
   const service = new Deno.Command(Deno.execPath(), {
     args: ["run", ...run.flags, ...v8, ...prof, run.entry],
     env: run.env,
     clearEnv: true,
     stdin: "null",
-    stdout: "null",
+    stdout: "piped",
     stderr: "piped",
   }).spawn();
-  const gc = gcCounter(service.stderr);
+  const gc = gcWatcher("tts-module", [
+    service.stdout.pipeThrough(new TextDecoderStream()),
+    service.stderr.pipeThrough(new TextDecoderStream()),
+  ]);
+  const rawGc = gcWatcher("raw", [rest(raw.lines)]);
   try {
     for (let i = 0; i < 300; i++) {
       const status = await fetch(`http://127.0.0.1:${healthPort}/ready`)
@@ -283,15 +309,19 @@ if (import.meta.main) {
     const results = new Map<string, {
       reports: LoadReport[];
       cpu: Record<string, number>;
+      wait: Record<string, number>;
       overhead: number[];
-      gcs: number;
+      gcs: number[];
     }>();
+    let lastBackend = new Map<number, number>();
+    if (args.samples) await Deno.writeTextFile(args.samples, "");
     for (let round = 0; round < rounds; round++) {
       for (const c of CASES) {
         const sides: Side[] = round % 2 ? ["service", "raw"] : ["raw", "service"];
         for (const side of sides) {
-          const gcBefore = gc.count();
-          const { report, cpu } = await runWindow(
+          const watcher = side === "service" ? gc : rawGc;
+          const gcBefore = watcher.pauses.length;
+          const { report, cpu, wait } = await runWindow(
             client,
             nats.port,
             c.subject[side],
@@ -301,14 +331,18 @@ if (import.meta.main) {
           );
           const key = `${c.name} ${side}`;
           const entry = results.get(key) ??
-            { reports: [], cpu: {}, overhead: [], gcs: 0 };
+            { reports: [], cpu: {}, wait: {}, overhead: [], gcs: [] };
           entry.reports.push(report);
           for (const [name, ms] of Object.entries(cpu)) {
             entry.cpu[name] = (entry.cpu[name] ?? 0) + ms;
           }
-          if (side === "service") entry.gcs += gc.count() - gcBefore;
+          for (const [name, ms] of Object.entries(wait)) {
+            entry.wait[name] = (entry.wait[name] ?? 0) + ms;
+          }
+          entry.gcs.push(...watcher.pauses.slice(gcBefore));
           if (c.name === "synthesize") {
-            entry.overhead.push(...overheads(report.samples, await backendTimes(backend)));
+            lastBackend = await backendTimes(backend);
+            entry.overhead.push(...overheads(report.samples, lastBackend));
           } else {
             entry.overhead.push(
               ...report.samples.flatMap((s) =>
@@ -317,6 +351,13 @@ if (import.meta.main) {
             );
           }
           results.set(key, entry);
+          if (args.samples) {
+            const backend = c.name === "synthesize" ? lastBackend : new Map<number, number>();
+            const lines = report.samples.map((s) =>
+              JSON.stringify({ key, round, ...s, backendMs: backend.get(s.seq) })
+            );
+            await Deno.writeTextFile(args.samples, lines.join("\n") + "\n", { append: true });
+          }
           console.error(`${key} round ${round + 1}: ${report.samples.length} requests`);
         }
       }
@@ -357,9 +398,11 @@ if (import.meta.main) {
     );
     console.log(
       "| request | responder | answered | errors | latency p50 | p90 | p99 | max | " +
-        "beyond backend p50 | p90 | p99 | max | p99 from actual send | client send lag p99 / max | CPU % of a core: client / responder / nats-server / backend | GCs |",
+        "beyond backend p50 | p90 | p99 | max | p99 from actual send | client send lag p99 / max | " +
+        "CPU % of a core: client / responder / nats-server / backend | GCs: count, pause p50 / max | " +
+        "run-queue wait, % of the window: responder / nats-server / backend |",
     );
-    console.log("| --- ".repeat(18) + "|");
+    console.log("| --- ".repeat(19) + "|");
     const summaries = new Map<string, Summary>();
     for (const c of CASES) {
       for (const side of ["raw", "service"] as const) {
@@ -382,7 +425,8 @@ if (import.meta.main) {
               pct(entry.cpu.responder!)
             } / ` +
             `${pct(entry.cpu["nats-server"]!)} / ${pct(entry.cpu.backend!)} | ` +
-            `${side === "service" && "trace-gc" in args ? entry.gcs : ""} |`,
+            `${"trace-gc" in args ? gcCell(entry.gcs) : ""} | ${pct(entry.wait.responder!)} / ` +
+            `${pct(entry.wait["nats-server"]!)} / ${pct(entry.wait.backend!)} |`,
         );
       }
     }

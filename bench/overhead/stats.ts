@@ -85,6 +85,8 @@ export function summarize(values: readonly number[]): Summary {
 export interface Sample {
   /** Its sequence number among the measured requests. */
   readonly seq: number;
+  /** Its scheduled send time from the start of the window, in ms. */
+  readonly schedMs: number;
   /** How late the client sent it after its scheduled time, in ms. */
   readonly lagMs: number;
   /** Reply time minus the scheduled send time in ms; undefined when no reply came. */
@@ -125,6 +127,7 @@ export function parseLoadReport(text: string): LoadReport {
       const latency = Number(f[3]);
       samples.push({
         seq: Number(f[0]),
+        schedMs: Number(f[1]) / 1000,
         lagMs: Number(f[2]) / 1000,
         latencyMs: latency < 0 ? undefined : latency / 1000,
         error: f[4] === "1",
@@ -166,5 +169,20 @@ export function overheads(
  */
 export function seqOfText(text: string): number | undefined {
   const match = /(\d{10})$/.exec(text);
+  return match ? Number(match[1]) : undefined;
+}
+
+/**
+ * The pause of a garbage collection from a line V8 prints with
+ * `--trace-gc` (`... ms: Scavenge 4.0 (4.8) -> 3.5 (5.5) MB, pooled: 0.0 MB,
+ * 3.45 / 0.00 ms ...`): the main-thread pause, in ms.
+ *
+ * @param line One line of the process's output.
+ * @returns The pause, or undefined when the line is not a GC event.
+ */
+export function gcPause(line: string): number | undefined {
+  const match =
+    /\d+ ms: (?:Scavenge|Mark-Compact|Mark-Sweep|Minor Mark-Sweep|Mark-sweep)\b.*?, ([\d.]+) \/ [\d.]+ ms/
+      .exec(line);
   return match ? Number(match[1]) : undefined;
 }
