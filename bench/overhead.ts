@@ -241,6 +241,8 @@ const gcCell = (pauses: number[]) =>
   pauses.length
     ? `${pauses.length}, ${fmt(summarize(pauses).p50)} / ${fmt(summarize(pauses).max)}`
     : "0";
+const sliceP99 = (r: LoadReport) =>
+  summarize(r.samples.flatMap((s) => s.latencyMs === undefined ? [] : [s.latencyMs])).p99;
 const row = (s: Summary) => [fmt(s.p50), fmt(s.p90), fmt(s.p99), fmt(s.max)];
 
 if (import.meta.main) {
@@ -400,9 +402,9 @@ if (import.meta.main) {
       "| request | responder | answered | errors | latency p50 | p90 | p99 | max | " +
         "beyond backend p50 | p90 | p99 | max | p99 from actual send | client send lag p99 / max | " +
         "CPU % of a core: client / responder / nats-server / backend | GCs: count, pause p50 / max | " +
-        "run-queue wait, % of the window: responder / nats-server / backend |",
+        "run-queue wait, % of the window: responder / nats-server / backend | latency p99 of each slice |",
     );
-    console.log("| --- ".repeat(19) + "|");
+    console.log("| --- ".repeat(20) + "|");
     const summaries = new Map<string, Summary>();
     for (const c of CASES) {
       for (const side of ["raw", "service"] as const) {
@@ -426,7 +428,8 @@ if (import.meta.main) {
             } / ` +
             `${pct(entry.cpu["nats-server"]!)} / ${pct(entry.cpu.backend!)} | ` +
             `${"trace-gc" in args ? gcCell(entry.gcs) : ""} | ${pct(entry.wait.responder!)} / ` +
-            `${pct(entry.wait["nats-server"]!)} / ${pct(entry.wait.backend!)} |`,
+            `${pct(entry.wait["nats-server"]!)} / ${pct(entry.wait.backend!)} | ` +
+            `${entry.reports.map((r) => fmt(sliceP99(r))).join(" / ")} |`,
         );
       }
     }

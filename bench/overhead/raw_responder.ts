@@ -59,7 +59,7 @@ if (import.meta.main) {
     },
   });
   const fullHeaders = messageHeaders(TTSFullResponseSchema.typeName);
-  async function synthesize(msg: Msg): Promise<void> {
+  const synthesize = async (msg: Msg): Promise<void> => {
     const request = decode(TTSRequestSchema, msg.data, {
       msgType: msg.headers?.get(MSG_TYPE_HEADER) || undefined,
     });
@@ -85,7 +85,7 @@ if (import.meta.main) {
     publish(nc, `ai.voice.tts.audio.${sessionId}`, TTSFullResponseSchema, response);
     status("completed");
     msg.respond(encode(TTSFullResponseSchema, response), { headers: fullHeaders });
-  }
+  };
   nc.subscribe(`${RAW_SUBJECTS.synthesize}>`, {
     callback: (_error, msg) => {
       synthesize(msg).catch((error) => console.error("raw synthesize failed", error));
