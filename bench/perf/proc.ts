@@ -25,3 +25,20 @@ export function rssMiB(pid: number): number {
 export function loadAverage(): string {
   return Deno.readTextFileSync("/proc/loadavg").split(" ").slice(0, 3).join(" ");
 }
+
+/**
+ * How long the threads of a process have waited, runnable, for a CPU so far
+ * (`/proc/<pid>/task/<tid>/schedstat`, second field, summed), in
+ * milliseconds: time a loaded machine took from it.
+ */
+export function runQueueWaitMs(pid: number): number {
+  let ns = 0;
+  for (const task of Deno.readDirSync(`/proc/${pid}/task`)) {
+    try {
+      ns += Number(Deno.readTextFileSync(`/proc/${pid}/task/${task.name}/schedstat`).split(" ")[1]);
+    } catch {
+      // The thread ended meanwhile.
+    }
+  }
+  return ns / 1e6;
+}

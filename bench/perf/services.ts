@@ -61,24 +61,39 @@ export interface ServiceRun {
 
 /** Every service of the table with exactly its permission set (plus reading its test files). */
 export function serviceRuns(backends: Backends): ServiceRun[] {
-  const root = new URL("../../", import.meta.url).pathname;
-  const env: Record<string, string> = {};
-  for (const name of ["PATH", "HOME", "DENO_DIR"]) {
-    const value = Deno.env.get(name);
-    if (value) env[name] = value;
-  }
   const reads: Record<string, string> = {
     "tts-module": backends.voicesDir,
     "pipeline-bridge": backends.kubeconfigPath,
   };
-  return SERVICES.map((s) => ({
-    name: s.name,
-    entry: `${root}${s.entry}`,
-    flags: [
-      "--no-prompt",
-      `-P=${s.name}`,
-      ...(reads[s.name] ? [`--allow-read=${reads[s.name]}`] : []),
-    ],
-    env: { ...env, ...backends.env },
-  }));
+  return SERVICES.map((s) => serviceRun(s.name, backends.env, reads[s.name]));
+}
+
+/**
+ * One service of the table as `deno run` starts it: exactly its permission
+ * set (plus reading `extraRead`), `PATH`, `HOME`, `DENO_DIR` and `env`.
+ *
+ * @param name The service's name in the table.
+ * @param env Its environment (the broker, the backends).
+ * @param extraRead A path it may read beyond its set (a test voices directory).
+ * @returns How to run it.
+ */
+export function serviceRun(
+  name: string,
+  env: Record<string, string>,
+  extraRead?: string,
+): ServiceRun {
+  const root = new URL("../../", import.meta.url).pathname;
+  const service = SERVICES.find((s) => s.name === name);
+  if (!service) throw new Error(`Cannot run "${name}": it is not in services/table.ts`);
+  const base: Record<string, string> = {};
+  for (const key of ["PATH", "HOME", "DENO_DIR"]) {
+    const value = Deno.env.get(key);
+    if (value) base[key] = value;
+  }
+  return {
+    name,
+    entry: `${root}${service.entry}`,
+    flags: ["--no-prompt", `-P=${name}`, ...(extraRead ? [`--allow-read=${extraRead}`] : [])],
+    env: { ...base, ...env },
+  };
 }

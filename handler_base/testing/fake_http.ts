@@ -57,6 +57,14 @@ export interface RecordedRequest {
    * delivered (a timeout or abort that closed the connection).
    */
   disconnected: Promise<void>;
+  /** When the request reached the fake (`performance.now()` of the fake's process). */
+  receivedAt: number;
+  /**
+   * Milliseconds from {@linkcode RecordedRequest.receivedAt} until the fake had
+   * its response (head and, unless streamed, body) ready: the backend's own
+   * time, for benchmarks that subtract it. Undefined until then.
+   */
+  handledMs?: number;
 }
 
 /**
@@ -217,13 +225,18 @@ export function startFakeHttpServer(
   let overrideHandler: FakeHandler | undefined;
 
   const handler: Deno.ServeHandler<Deno.NetAddr> = async (request, info) => {
+    const receivedAt = performance.now();
     const gone = Promise.withResolvers<void>();
     const disconnected = () => gone.resolve();
     info.completed.catch(disconnected);
-    const recorded = await record(request, gone.promise);
+    const recorded = await record(request, gone.promise, receivedAt);
     requests.push(recorded);
     arrivals.put(recorded);
-
+    const response = await answer(recorded, disconnected);
+    recorded.handledMs = performance.now() - receivedAt;
+    return response;
+  };
+  async function answer(recorded: RecordedRequest, disconnected: () => void): Promise<Response> {
     const failure = failures.find((f) =>
       (f.path === undefined || f.path === recorded.path) &&
       (f.method === undefined || f.method === recorded.method)
@@ -239,7 +252,7 @@ export function startFakeHttpServer(
     const custom = await overrideHandler?.(recorded);
     if (custom) return custom;
     return await routes(recorded, { closing: closing.signal, disconnected });
-  };
+  }
   let server: Deno.HttpServer<Deno.NetAddr> | undefined = Deno.serve(
     { hostname: "127.0.0.1", port: options.port ?? 0, onListen() {} },
     handler,
@@ -291,7 +304,11 @@ export function startFakeHttpServer(
   };
 }
 
-async function record(request: Request, disconnected: Promise<void>): Promise<RecordedRequest> {
+async function record(
+  request: Request,
+  disconnected: Promise<void>,
+  receivedAt: number,
+): Promise<RecordedRequest> {
   const url = new URL(request.url);
   // A client that went away mid-upload is still recorded, with the body cut short.
   const body = new Uint8Array(await request.arrayBuffer().catch(() => new ArrayBuffer(0)));
@@ -303,6 +320,7 @@ async function record(request: Request, disconnected: Promise<void>): Promise<Re
     headers: request.headers,
     body,
     disconnected,
+    receivedAt,
   };
   if (type.includes("json")) {
     try {
