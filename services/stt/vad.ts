@@ -94,7 +94,8 @@ const FVAD_EXPORTS = {
  * ```
  */
 export async function loadFvad(): Promise<FvadModule> {
-  let memory: WebAssembly.Memory | undefined;
+  // Set once instantiated; the heap-growth import needs it.
+  const heap: { memory?: WebAssembly.Memory } = {};
   const { instance } = await WebAssembly.instantiate(fvadWasm, {
     a: {
       // ___assert_fail(condition, file, line, function): libfvad's assert().
@@ -103,9 +104,9 @@ export async function loadFvad(): Promise<FvadModule> {
       },
       // _emscripten_resize_heap(bytes): grow to at least `bytes`, 1 on success, 0 on failure.
       b: (bytes: number) => {
-        const pages = Math.ceil(((bytes >>> 0) - memory!.buffer.byteLength) / 65536);
+        const pages = Math.ceil(((bytes >>> 0) - heap.memory!.buffer.byteLength) / 65536);
         try {
-          memory!.grow(Math.max(pages, 0));
+          heap.memory!.grow(Math.max(pages, 0));
           return 1;
         } catch {
           return 0;
@@ -122,7 +123,8 @@ export async function loadFvad(): Promise<FvadModule> {
       `Cannot load libfvad: the WebAssembly module lacks ${missing.map(([k]) => k).join(", ")}`,
     );
   }
-  memory = raw[FVAD_EXPORTS.memory] as WebAssembly.Memory;
+  const memory = raw[FVAD_EXPORTS.memory] as WebAssembly.Memory;
+  heap.memory = memory;
   const fn = (key: Exclude<keyof typeof FVAD_EXPORTS, "memory">) =>
     raw[FVAD_EXPORTS[key]] as (...args: number[]) => number;
   fn("ctors")();
@@ -138,7 +140,7 @@ export async function loadFvad(): Promise<FvadModule> {
     _free: fn("_free"),
     // A view of the current buffer: growing the memory detaches the old one.
     get HEAP16() {
-      if (heap16.buffer !== memory!.buffer) heap16 = new Int16Array(memory!.buffer);
+      if (heap16.buffer !== memory.buffer) heap16 = new Int16Array(memory.buffer);
       return heap16;
     },
   };
