@@ -15,7 +15,7 @@
  */
 import { loadAverage } from "./proc.ts";
 import { measureIdle, measureUnderLoad } from "./memory.ts";
-import { startBackends } from "./services.ts";
+import { buildBundles, startBackends } from "./services.ts";
 import { measureStartup } from "./startup.ts";
 import { median, spread } from "./stats.ts";
 import { measureThroughput, type Sample } from "./throughput.ts";
@@ -32,10 +32,11 @@ const loadSeconds = Number(args["load-seconds"] ?? (quick ? 5 : 10));
 
 const loadBefore = loadAverage();
 await using backends = await startBackends();
+await using bundles = await buildBundles();
 const throughput = await measureThroughput(backends.nats.url, { seconds, rounds, loaders });
-const idle = await measureIdle(backends);
-const loaded = await measureUnderLoad(backends, loadSeconds);
-const startup = await measureStartup(backends, runs);
+const idle = await measureIdle(backends, bundles.dir);
+const loaded = await measureUnderLoad(backends, bundles.dir, loadSeconds);
+const startup = await measureStartup(backends, bundles.dir, runs);
 
 const rows: string[][] = [];
 const find = (path: Sample["path"], inFlight: number, n: number) =>
@@ -75,15 +76,19 @@ const bare = idle.find((r) => r.name.startsWith("bare"))!;
 const raw = idle.find((r) => r.name.startsWith("raw"))!;
 for (const row of idle.filter((r) => r !== bare && r !== raw)) {
   rows.push([
-    `idle VmRSS, ${row.name} (${row.env}; V8 heap used ${row.heapUsedMiB ?? "?"} MiB)`,
+    `idle VmRSS, ${row.name} (${row.env}; anon ${row.anonMiB.toFixed(0)}, file ${
+      row.fileMiB.toFixed(0)
+    }, V8 heap used ${row.heapUsedMiB ?? "?"} MiB)`,
     `${row.rssMiB.toFixed(1)} MiB`,
-    `bare Deno ${bare.rssMiB.toFixed(1)} MiB, nats.js alone ${raw.rssMiB.toFixed(1)} MiB`,
+    `bare Deno ${bare.rssMiB.toFixed(1)} MiB (anon ${bare.anonMiB.toFixed(0)}), nats.js alone ${
+      raw.rssMiB.toFixed(1)
+    } MiB`,
     (row.rssMiB / bare.rssMiB).toFixed(2),
     "≤ 50 MB",
   ]);
 }
 rows.push([
-  `VmRSS after ${loadSeconds} s of load, tts-module (${loaded.requests} syntheses)`,
+  `VmRSS after ${loadSeconds} s of load, tts-module bundle (${loaded.requests} syntheses)`,
   `${loaded.after.toFixed(1)} MiB`,
   `idle before ${loaded.before.toFixed(1)} MiB`,
   (loaded.after / loaded.before).toFixed(2),
@@ -92,7 +97,9 @@ rows.push([
 const base = startup.find((r) => r.name.startsWith("bare"))!;
 for (const row of startup.filter((r) => r !== base)) {
   rows.push([
-    `spawn to /ready 200, ${row.name} (${row.runs.length} runs, spread ${spread(row.runs)} ms)`,
+    `spawn to /ready 200, ${row.name} (${row.kind}; ${row.runs.length} runs, spread ${
+      spread(row.runs)
+    } ms)`,
     `${median(row.runs).toFixed(0)} ms`,
     `bare Deno.serve ${median(base.runs).toFixed(0)} ms (spread ${spread(base.runs)})`,
     (median(row.runs) / median(base.runs)).toFixed(2),

@@ -3,11 +3,13 @@
  * `/ready` answers 200 and a second has passed, beside the baselines of the
  * same run: a bare `deno run` script (`bare_ready.ts`) and nats.js alone,
  * connected and subscribed (`raw_nats.ts`). Each service runs with
- * exactly its permission set, in two environments: as `deno run` starts it
- * (core mode, telemetry off, no V8 flags) and as its Deployment does
- * (`CONSUME_MODE`, `OTEL_DENO=true`, `DENO_V8_FLAGS`, `MALLOC_ARENA_MAX` from
- * `k8s/<name>.yaml`). Then tts-module under load: `--load-seconds` of full
- * syntheses against the fake XTTS, 16 at a time, and its `VmRSS` after.
+ * exactly its permission set, three ways: `deno run services/<x>.ts` and its
+ * bundle (`scripts/bundle.ts`, the artifact the image compiles), both as
+ * `deno run` starts them (core mode, telemetry off, no V8 flags), and the
+ * bundle as its Deployment runs it (`CONSUME_MODE`, `OTEL_DENO=true`,
+ * `DENO_V8_FLAGS`, `MALLOC_ARENA_MAX` from `k8s/<name>.yaml`). Then
+ * tts-module's bundle under load: `--load-seconds` of full syntheses against
+ * the fake XTTS, 16 at a time, and its `VmRSS` after.
  *
  * Run alone: `deno run -A bench/perf/memory.ts [--load-seconds=60]` (`deno task bench` runs it).
  *
@@ -17,18 +19,25 @@ import { TTSFullResponseSchema, TTSRequestSchema } from "../../handler_base/mess
 import { connectNats, request } from "../../handler_base/natsutil.ts";
 import { freePort } from "../../handler_base/testing/ports.ts";
 import { startOtlpReceiver } from "../../handler_base/testing/otlp_receiver.ts";
-import { rssMiB } from "./proc.ts";
-import { type Backends, type ServiceRun, serviceRuns } from "./services.ts";
+import { rssMiB, rssSplitMiB } from "./proc.ts";
+import { type Backends, buildBundles, type ServiceRun, serviceRuns } from "./services.ts";
 import { BARE_READY } from "./startup.ts";
 
 const RAW_NATS = new URL("./raw_nats.ts", import.meta.url).pathname;
 const ROOT = new URL("../../", import.meta.url).pathname;
 
+/** How a service was run: its entry file or its bundle, with `deno run`'s or its Deployment's environment. */
+export type MemoryKind = "deno run services/<x>.ts" | "bundle" | "bundle, Deployment env";
+
 /** One process measured. */
 export interface MemoryRow {
   readonly name: string;
-  readonly env: "deno run" | "Deployment";
+  readonly env: "baseline" | MemoryKind;
   readonly rssMiB: number;
+  /** Of which anonymous pages (heaps, malloc), in MiB. */
+  readonly anonMiB: number;
+  /** Of which file pages (the deno executable's mapped code), in MiB. */
+  readonly fileMiB: number;
   /** V8 heap used, from `/ready` `details.memory` (services only). */
   readonly heapUsedMiB?: number;
 }
@@ -70,6 +79,11 @@ async function stop(running: Running): Promise<void> {
   await running.child.status;
 }
 
+function split(pid: number): { anonMiB: number; fileMiB: number } {
+  const { anon, file } = rssSplitMiB(pid);
+  return { anonMiB: anon, fileMiB: file };
+}
+
 const settle = () => new Promise((resolve) => setTimeout(resolve, 1000));
 
 /** The environment a service's Deployment sets (from its generated manifest). */
@@ -83,15 +97,16 @@ export async function deploymentEnv(name: string): Promise<Record<string, string
   return env;
 }
 
-/** Measures the baselines and every service in both environments. */
-export async function measureIdle(backends: Backends): Promise<MemoryRow[]> {
+/** Measures the baselines and every service three ways (its bundles are in `bundleDir`). */
+export async function measureIdle(backends: Backends, bundleDir: string): Promise<MemoryRow[]> {
   const rows: MemoryRow[] = [];
   const bare = await startReady(["run", "-A", BARE_READY], {});
   await settle();
   rows.push({
     name: "bare Deno.serve script (baseline)",
-    env: "deno run",
+    env: "baseline",
     rssMiB: rssMiB(bare.child.pid),
+    ...split(bare.child.pid),
   });
   await stop(bare);
   const raw = new Deno.Command(Deno.execPath(), {
@@ -104,25 +119,34 @@ export async function measureIdle(backends: Backends): Promise<MemoryRow[]> {
   await settle();
   rows.push({
     name: "raw nats.js connected (baseline)",
-    env: "deno run",
+    env: "baseline",
     rssMiB: rssMiB(raw.pid),
+    ...split(raw.pid),
   });
   raw.kill("SIGKILL");
   await raw.status;
   await using receiver = startOtlpReceiver();
-  for (const service of serviceRuns(backends)) {
-    for (const kind of ["deno run", "Deployment"] as const) {
-      const env = kind === "deno run" ? service.env : {
+  const kinds: MemoryKind[] = ["deno run services/<x>.ts", "bundle", "bundle, Deployment env"];
+  for (const service of serviceRuns(backends, bundleDir)) {
+    // One run of each file first: a bundle just written has no V8 code cache yet, and its first
+    // run compiles it from source (7 to 10 MiB more for a core service, 80 for pipeline-bridge).
+    for (const file of [service.entry, service.bundle!]) {
+      await stop(await startReady(["run", ...service.flags, file], service.env));
+    }
+    for (const kind of kinds) {
+      const env = kind !== "bundle, Deployment env" ? service.env : {
         ...service.env,
         ...(await deploymentEnv(service.name)),
         ...receiver.exporterEnv(service.name),
       };
-      const running = await startReady(["run", ...service.flags, service.entry], env);
+      const file = kind === "deno run services/<x>.ts" ? service.entry : service.bundle!;
+      const running = await startReady(["run", ...service.flags, file], env);
       await settle();
       rows.push({
         name: service.name,
         env: kind,
         rssMiB: rssMiB(running.child.pid),
+        ...split(running.child.pid),
         heapUsedMiB: await heapUsed(running.port),
       });
       await stop(running);
@@ -131,14 +155,18 @@ export async function measureIdle(backends: Backends): Promise<MemoryRow[]> {
   return rows;
 }
 
-/** tts-module in its Deployment environment under `seconds` of full syntheses: VmRSS before and after. */
+/**
+ * tts-module's bundle (in `bundleDir`) in its Deployment environment under `seconds` of full
+ * syntheses: VmRSS before and after.
+ */
 export async function measureUnderLoad(
   backends: Backends,
+  bundleDir: string,
   seconds: number,
 ): Promise<{ before: number; after: number; requests: number }> {
-  const tts = serviceRuns(backends).find((s: ServiceRun) => s.name === "tts-module")!;
+  const tts = serviceRuns(backends, bundleDir).find((s: ServiceRun) => s.name === "tts-module")!;
   const env = { ...tts.env, ...(await deploymentEnv("tts-module")), OTEL_DENO: "" };
-  const running = await startReady(["run", ...tts.flags, tts.entry], {
+  const running = await startReady(["run", ...tts.flags, tts.bundle!], {
     ...env,
     CONSUME_MODE: "core",
   });
@@ -173,6 +201,7 @@ if (import.meta.main) {
   const seconds = Number(Deno.args.find((a) => a.startsWith("--load-seconds="))?.slice(15) ?? 10);
   const { startBackends } = await import("./services.ts");
   await using backends = await startBackends();
-  for (const row of await measureIdle(backends)) console.log(JSON.stringify(row));
-  console.log(JSON.stringify(await measureUnderLoad(backends, seconds)));
+  await using bundles = await buildBundles();
+  for (const row of await measureIdle(backends, bundles.dir)) console.log(JSON.stringify(row));
+  console.log(JSON.stringify(await measureUnderLoad(backends, bundles.dir, seconds)));
 }

@@ -21,6 +21,13 @@ export function rssMiB(pid: number): number {
   return Number(status.match(/VmRSS:\s+(\d+) kB/)?.[1] ?? 0) / 1024;
 }
 
+/** Resident memory split into anonymous pages (heaps) and file pages (the mapped executable), in MiB. */
+export function rssSplitMiB(pid: number): { anon: number; file: number } {
+  const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+  const kb = (key: string) => Number(status.match(new RegExp(`${key}:\\s+(\\d+) kB`))?.[1] ?? 0);
+  return { anon: kb("RssAnon") / 1024, file: kb("RssFile") / 1024 };
+}
+
 /** The machine's load averages over 1, 5 and 15 minutes (`/proc/loadavg`). */
 export function loadAverage(): string {
   return Deno.readTextFileSync("/proc/loadavg").split(" ").slice(0, 3).join(" ");

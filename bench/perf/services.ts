@@ -2,10 +2,12 @@
  * What the benchmarks start every service of `services/table.ts` against: a
  * nats-server with JetStream and the fake backends a service calls at start
  * (XTTS, Whisper, the Kubernetes and Kubeflow APIs), and the command line of
- * each service (its entry file, exactly its permission set, its environment).
+ * each service (its entry file or its bundle, exactly its permission set, its
+ * environment). `scripts/bundle_test.ts` starts the bundles the same way.
  *
  * @module
  */
+import { bundleAll } from "../../scripts/bundle.ts";
 import { ensureStreams } from "../../handler_base/streams.ts";
 import { connectNats } from "../../handler_base/natsutil.ts";
 import { startFakeWhisper } from "../../handler_base/testing/fake_whisper.ts";
@@ -51,21 +53,49 @@ export async function startBackends(): Promise<Backends> {
   };
 }
 
+/** Every service's bundle (`scripts/bundle.ts`), in a temporary directory removed on dispose. */
+export interface Bundles extends AsyncDisposable {
+  /** The directory holding `<name>.js` per service. */
+  readonly dir: string;
+}
+
+/** Builds every service's bundle into a temporary directory. */
+export async function buildBundles(): Promise<Bundles> {
+  const dir = await Deno.makeTempDir({ prefix: "bench-bundles-" });
+  try {
+    await bundleAll(dir, SERVICES.map((s) => s.name));
+  } catch (error) {
+    await Deno.remove(dir, { recursive: true });
+    throw error;
+  }
+  return { dir, [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }) };
+}
+
 /** How to run one service of the table. */
 export interface ServiceRun {
   readonly name: string;
+  /** The entry file (absolute). */
   readonly entry: string;
+  /** The bundle (absolute), when a bundle directory was given. */
+  readonly bundle?: string;
+  /** `--no-prompt`, its permission set, the project's config (where `-P` reads the set). */
   readonly flags: readonly string[];
   readonly env: Record<string, string>;
 }
 
-/** Every service of the table with exactly its permission set (plus reading its test files). */
-export function serviceRuns(backends: Backends): ServiceRun[] {
+/**
+ * Every service of the table with exactly its permission set (plus reading its test files),
+ * and its bundle in `bundleDir` when given.
+ */
+export function serviceRuns(backends: Backends, bundleDir?: string): ServiceRun[] {
   const reads: Record<string, string> = {
     "tts-module": backends.voicesDir,
     "pipeline-bridge": backends.kubeconfigPath,
   };
-  return SERVICES.map((s) => serviceRun(s.name, backends.env, reads[s.name]));
+  return SERVICES.map((s) => ({
+    ...serviceRun(s.name, backends.env, reads[s.name]),
+    ...(bundleDir ? { bundle: `${bundleDir}/${s.name}.js` } : {}),
+  }));
 }
 
 /**
@@ -93,7 +123,12 @@ export function serviceRun(
   return {
     name,
     entry: `${root}${service.entry}`,
-    flags: ["--no-prompt", `-P=${name}`, ...(extraRead ? [`--allow-read=${extraRead}`] : [])],
+    flags: [
+      "--no-prompt",
+      `-P=${name}`,
+      `--config=${root}deno.json`,
+      ...(extraRead ? [`--allow-read=${extraRead}`] : []),
+    ],
     env: { ...base, ...env },
   };
 }

@@ -1,16 +1,18 @@
 /**
  * Spawn to `/ready` answering 200, for every service of `services/table.ts`
  * and for a baseline: a bare `deno run` script that serves `/ready` with
- * `Deno.serve` (what any Deno service pays before its own code). Each run
- * spawns the entry file with exactly its permission set and a fixed
- * `HEALTH_PORT`, and polls `/ready` every millisecond from the spawn.
+ * `Deno.serve` (what any Deno service pays before its own code). Each service
+ * is measured twice: `deno run services/<x>.ts` and its bundle
+ * (`scripts/bundle.ts`, the artifact the image compiles). Each run spawns it
+ * with exactly its permission set and a fixed `HEALTH_PORT`, and polls
+ * `/ready` every millisecond from the spawn.
  *
  * Run alone: `deno run -A bench/perf/startup.ts [--runs=9]` (`deno task bench` runs it too).
  *
  * @module
  */
 import { freePort } from "../../handler_base/testing/ports.ts";
-import { type Backends, serviceRuns } from "./services.ts";
+import { type Backends, buildBundles, serviceRuns } from "./services.ts";
 import { median, spread } from "./stats.ts";
 
 /** Milliseconds from spawn to the first `/ready` answering 200, then kills the process. */
@@ -50,21 +52,46 @@ export const BARE_READY = new URL("./bare_ready.ts", import.meta.url).pathname;
 export interface StartupRow {
   /** The service, or the baseline. */
   readonly name: string;
+  /** What ran: the entry file or the bundle (empty for the baseline). */
+  readonly kind: "" | "deno run services/<x>.ts" | "bundle";
   /** Every run, in ms. */
   readonly runs: readonly number[];
 }
 
-/** Measures every service and the baseline, alternating them run by run. */
-export async function measureStartup(backends: Backends, runs: number): Promise<StartupRow[]> {
-  const targets = [
-    { name: "bare Deno.serve /ready (baseline)", args: ["run", "-A", BARE_READY], env: {} },
-    ...serviceRuns(backends).map((s) => ({
-      name: s.name,
-      args: ["run", ...s.flags, s.entry],
-      env: s.env,
-    })),
+/**
+ * Measures the baseline and every service, as its entry file and as its bundle (in
+ * `bundleDir`), alternating them run by run.
+ */
+export async function measureStartup(
+  backends: Backends,
+  bundleDir: string,
+  runs: number,
+): Promise<StartupRow[]> {
+  const targets: {
+    name: string;
+    kind: StartupRow["kind"];
+    args: string[];
+    env: Record<string, string>;
+  }[] = [
+    {
+      name: "bare Deno.serve /ready (baseline)",
+      kind: "",
+      args: ["run", "-A", BARE_READY],
+      env: {},
+    },
   ];
-  const results = targets.map((t) => ({ name: t.name, runs: [] as number[] }));
+  for (const s of serviceRuns(backends, bundleDir)) {
+    targets.push(
+      {
+        name: s.name,
+        kind: "deno run services/<x>.ts",
+        args: ["run", ...s.flags, s.entry],
+        env: s.env,
+      },
+      { name: s.name, kind: "bundle", args: ["run", ...s.flags, s.bundle!], env: s.env },
+    );
+  }
+  const results = targets.map((t) => ({ name: t.name, kind: t.kind, runs: [] as number[] }));
   for (const target of targets) await spawnToReady(target.args, target.env, freePort()); // warm cache
   for (let run = 0; run < runs; run++) {
     for (const [i, target] of targets.entries()) {
@@ -78,7 +105,11 @@ if (import.meta.main) {
   const runs = Number(Deno.args.find((a) => a.startsWith("--runs="))?.slice(7) ?? 9);
   const { startBackends } = await import("./services.ts");
   await using backends = await startBackends();
-  for (const row of await measureStartup(backends, runs)) {
-    console.log(`${row.name}: median ${median(row.runs).toFixed(0)} ms, ${spread(row.runs)}`);
+  await using bundles = await buildBundles();
+  for (const row of await measureStartup(backends, bundles.dir, runs)) {
+    const what = row.kind ? ` (${row.kind})` : "";
+    console.log(
+      `${row.name}${what}: median ${median(row.runs).toFixed(0)} ms, ${spread(row.runs)}`,
+    );
   }
 }

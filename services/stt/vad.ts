@@ -5,7 +5,12 @@
  * threshold.
  *
  * {@linkcode loadFvad} compiles the module once (about 20 KB of Wasm, loaded
- * as a bytes import so that no file read permission is needed);
+ * as a bytes import so that no file read permission is needed) and
+ * instantiates it directly: the package's Emscripten glue (`fvad.js`) is not
+ * used, because under Deno it takes its Node.js branch (`process` exists) and
+ * loads `node:module`, `node:fs` and `node:path` at start (about 50 ms of CPU
+ * of stt-module's start, docs/PERFORMANCE.md). The module needs two imports,
+ * an assertion failure and a heap growth;
  * {@linkcode createVad} makes a detector with its own state (one per
  * session) that classifies frames of 10, 20 or 30 ms of mono 16-bit PCM at
  * 8, 16, 32 or 48 kHz. Each detector owns a small buffer in the module's heap;
@@ -25,7 +30,6 @@
  *
  * @module
  */
-import createFvadModule from "@echogarden/fvad-wasm";
 import fvadWasm from "@echogarden/fvad-wasm/fvad.wasm" with { type: "bytes" };
 
 /** The sample rates libfvad accepts. */
@@ -57,10 +61,29 @@ export interface FvadModule {
 }
 
 /**
+ * The export names of the Emscripten build of `@echogarden/fvad-wasm` 0.2
+ * (minified: `fvad.js` maps them the same way). A build that exports
+ * anything else is refused by {@linkcode loadFvad}.
+ */
+const FVAD_EXPORTS = {
+  memory: "c",
+  ctors: "d",
+  _fvad_new: "e",
+  _malloc: "f",
+  _fvad_reset: "g",
+  _fvad_free: "h",
+  _free: "i",
+  _fvad_set_mode: "j",
+  _fvad_set_sample_rate: "k",
+  _fvad_process: "l",
+} as const;
+
+/**
  * Compiles and instantiates libfvad. Call it once per process and pass the
  * module to {@linkcode createVad}.
  *
  * @returns The module.
+ * @throws {Error} When the Wasm is not the build this wrapper knows (its exports differ).
  *
  * @example
  * ```ts
@@ -71,7 +94,56 @@ export interface FvadModule {
  * ```
  */
 export async function loadFvad(): Promise<FvadModule> {
-  const exports = await createFvadModule({ wasmBinary: fvadWasm }) as FvadExports;
+  // Set once instantiated; the heap-growth import needs it.
+  const heap: { memory?: WebAssembly.Memory } = {};
+  const { instance } = await WebAssembly.instantiate(fvadWasm, {
+    a: {
+      // ___assert_fail(condition, file, line, function): libfvad's assert().
+      a: () => {
+        throw new Error("Cannot run libfvad: an assertion failed in the WebAssembly module");
+      },
+      // _emscripten_resize_heap(bytes): grow to at least `bytes`, 1 on success, 0 on failure.
+      b: (bytes: number) => {
+        const pages = Math.ceil(((bytes >>> 0) - heap.memory!.buffer.byteLength) / 65536);
+        try {
+          heap.memory!.grow(Math.max(pages, 0));
+          return 1;
+        } catch {
+          return 0;
+        }
+      },
+    },
+  });
+  const raw = instance.exports;
+  const missing = Object.entries(FVAD_EXPORTS).filter(([key, name]) =>
+    key === "memory" ? !(raw[name] instanceof WebAssembly.Memory) : typeof raw[name] !== "function"
+  );
+  if (missing.length > 0) {
+    throw new Error(
+      `Cannot load libfvad: the WebAssembly module lacks ${missing.map(([k]) => k).join(", ")}`,
+    );
+  }
+  const memory = raw[FVAD_EXPORTS.memory] as WebAssembly.Memory;
+  heap.memory = memory;
+  const fn = (key: Exclude<keyof typeof FVAD_EXPORTS, "memory">) =>
+    raw[FVAD_EXPORTS[key]] as (...args: number[]) => number;
+  fn("ctors")();
+  let heap16 = new Int16Array(memory.buffer);
+  const exports: FvadExports = {
+    _fvad_new: fn("_fvad_new"),
+    _fvad_free: fn("_fvad_free"),
+    _fvad_reset: fn("_fvad_reset"),
+    _fvad_set_mode: fn("_fvad_set_mode"),
+    _fvad_set_sample_rate: fn("_fvad_set_sample_rate"),
+    _fvad_process: fn("_fvad_process"),
+    _malloc: fn("_malloc"),
+    _free: fn("_free"),
+    // A view of the current buffer: growing the memory detaches the old one.
+    get HEAP16() {
+      if (heap16.buffer !== memory.buffer) heap16 = new Int16Array(memory.buffer);
+      return heap16;
+    },
+  };
   return { exports };
 }
 

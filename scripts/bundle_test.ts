@@ -1,0 +1,202 @@
+import assert from "node:assert/strict";
+import { connectNats, request } from "../handler_base/natsutil.ts";
+import { TTSRequestSchema, TTSVoiceListResponseSchema } from "../handler_base/messages.ts";
+import { runEntryToExit, startServiceProcess } from "../handler_base/testing/service_process.ts";
+import { serviceRuns, startBackends } from "../bench/perf/services.ts";
+import {
+  BUNDLE_TARGETS,
+  bundleAll,
+  bundleTarget,
+  findRegistryLeaks,
+  selectTargets,
+  stripRegistryLeaks,
+  stripRequirePrelude,
+} from "./bundle.ts";
+
+const ROOT = new URL("../", import.meta.url).pathname;
+const IMPORT_MIN =
+  'import{createRequire as __deno_internal_createRequire} from "node:module";var r=__deno_internal_createRequire(import.meta.url);';
+const IMPORT_PLAIN =
+  'import { createRequire as __deno_internal_createRequire } from "node:module";\nvar __require = __deno_internal_createRequire(import.meta.url);\n';
+
+Deno.test("stripRequirePrelude removes the prelude when the only use is guarded (minified)", () => {
+  const body =
+    'else typeof r<"u"&&(u=r("node:crypto"),u&&u.randomBytes&&t.set(function(x){x(r)}));';
+  const result = stripRequirePrelude(IMPORT_MIN + body);
+  assert.equal(result.stripped, true, result.reason);
+  assert.equal(result.source, "var r=void 0;" + body);
+  assert.ok(!result.source.includes("node:module"));
+});
+
+Deno.test("stripRequirePrelude removes the prelude behind an if block or a ternary (not minified)", () => {
+  const body =
+    'if (typeof __require !== "undefined") {\n  crypto = __require("node:crypto");\n}\n' +
+    "var f = typeof __require != 'undefined' ? __require(\"node:fs\") : null;\n";
+  const result = stripRequirePrelude(IMPORT_PLAIN + body);
+  assert.equal(result.stripped, true, result.reason);
+  assert.equal(result.source, "\nvar __require=void 0;\n" + body);
+});
+
+Deno.test("stripRequirePrelude keeps the prelude when one use is not guarded", () => {
+  for (
+    const body of [
+      'var a=r("node:fs");',
+      'typeof r<"u"&&(u=r("node:crypto"));var b=r("node:net");',
+      'typeof r<"u"&&r("node:crypto");', // no parenthesised operand: the use is not read as guarded
+      'typeof r<"u"&&(u=r(`node:${x}`));', // a template literal in the region: unread, kept
+      "module.exports=r;",
+    ]
+  ) {
+    const result = stripRequirePrelude(IMPORT_MIN + body);
+    assert.equal(result.stripped, false, body);
+    assert.equal(result.source, IMPORT_MIN + body);
+    assert.match(result.reason, /not behind a typeof guard/);
+  }
+  // A property named like the variable is no use of it.
+  assert.equal(stripRequirePrelude(IMPORT_MIN + "a.r=1;").stripped, true);
+});
+
+Deno.test("stripRequirePrelude leaves a source without the prelude alone", () => {
+  const result = stripRequirePrelude('import{x}from"node:fs";var a=1;');
+  assert.deepEqual(result, {
+    source: 'import{x}from"node:fs";var a=1;',
+    stripped: false,
+    reason: "no createRequire prelude",
+  });
+});
+
+Deno.test("registry leaks: cache paths and registry hosts are found, comments dropped, code refused", () => {
+  assert.deepEqual(findRegistryLeaks('var a="registry";a.registry.get(1);'), []);
+  assert.deepEqual(
+    findRegistryLeaks("x /root/.cache/deno/npm/registry.example.org/p/1/i.js"),
+    ["/root/.cache/deno/npm/registry.example.org/p/1/i.js"],
+  );
+  assert.equal(findRegistryLeaks("registry.example.org").length, 1);
+  const source =
+    "var a=1;\n// ../deno/npm/registry.example.org/p/1.0.0/i.mjs\n/* registry.example.org */var b=2;\n";
+  assert.equal(stripRegistryLeaks(source), "var a=1;\nvar b=2;\n");
+  assert.throws(() => stripRegistryLeaks('var h="registry.example.org";'), /Cannot bundle/);
+});
+
+Deno.test("selectTargets: every table row plus the streams Job; unknown names refused", () => {
+  assert.deepEqual(selectTargets([]), BUNDLE_TARGETS);
+  assert.deepEqual(
+    BUNDLE_TARGETS.map((t) => t.name),
+    [
+      "chat-handler",
+      "tts-module",
+      "pipeline-bridge",
+      "stt-module",
+      "voice-assistant",
+      "ensure-streams",
+    ],
+  );
+  assert.throws(() => selectTargets(["tts-module", "nope"]), /Cannot bundle nope/);
+});
+
+/** The core-mode services: their bundles must not load Node's module layer at start. */
+const CORE = ["chat-handler", "tts-module", "stt-module", "voice-assistant"];
+
+Deno.test({
+  name: "every bundle builds, is deterministic, and runs with exactly its permission set",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn(t) {
+    const dir = await Deno.makeTempDir({ prefix: "bundle-test-" });
+    try {
+      const results = await bundleAll(dir);
+      assert.deepEqual(results.map((r) => r.name), BUNDLE_TARGETS.map((t) => t.name));
+      const sources = new Map<string, string>();
+      for (const r of results) sources.set(r.name, await Deno.readTextFile(r.path));
+
+      await t.step("no static node:module in the core services, no registry leak anywhere", () => {
+        for (const name of CORE) {
+          const source = sources.get(name)!;
+          assert.ok(results.find((r) => r.name === name)!.preludeRemoved, name);
+          assert.doesNotMatch(source, /\bfrom\s*["']node:module["']/, name);
+          assert.doesNotMatch(source, /__deno_internal_createRequire/, name);
+          // Nor later: stt's VAD no longer goes through Emscripten glue that imports it.
+          assert.doesNotMatch(source, /import\(\s*["']node:module["']\s*\)/, name);
+        }
+        for (const [name, source] of sources) assert.deepEqual(findRegistryLeaks(source), [], name);
+        // pipeline-bridge's Kubernetes client requires Node modules: its prelude stays, said so.
+        const bridge = results.find((r) => r.name === "pipeline-bridge")!;
+        assert.equal(bridge.preludeRemoved, false);
+        assert.match(bridge.note, /not behind a typeof guard/);
+      });
+
+      await t.step("the same sources give the same bytes", async () => {
+        const again = await Deno.makeTempDir({ prefix: "bundle-test-again-" });
+        try {
+          const target = BUNDLE_TARGETS.find((b) => b.name === "tts-module")!;
+          const second = await bundleTarget(target, { outDir: again });
+          assert.equal(await Deno.readTextFile(second.path), sources.get("tts-module"));
+        } finally {
+          await Deno.remove(again, { recursive: true });
+        }
+      });
+
+      await using backends = await startBackends();
+      const client = await connectNats({ servers: backends.nats.url, name: "bundle-test" });
+      try {
+        for (const run of serviceRuns(backends, dir)) {
+          await t.step(
+            `${run.name}: /ready 200, answers over NATS, exits 0 on SIGTERM`,
+            async () => {
+              const service = await startServiceProcess({
+                entry: run.bundle!,
+                flags: run.flags.filter((f) => f !== "--no-prompt"),
+                env: run.env,
+                cwd: ROOT,
+              });
+              try {
+                await service.waitForReadiness(200, { timeoutMs: 20_000 });
+                const ping = JSON.parse(new TextDecoder().decode(
+                  (await client.request(`$SRV.PING.${run.name}`, undefined, { timeout: 5000 }))
+                    .data,
+                ));
+                assert.equal(ping.name, run.name);
+                assert.equal(ping.type, "io.nats.micro.v1.ping_response");
+                const info = JSON.parse(new TextDecoder().decode(
+                  (await client.request(`$SRV.INFO.${run.name}`, undefined, { timeout: 5000 }))
+                    .data,
+                ));
+                assert.ok(info.endpoints.length > 0, JSON.stringify(info));
+                if (run.name === "tts-module") {
+                  const list = await request(
+                    client,
+                    "ai.voice.tts.voices.list",
+                    TTSRequestSchema,
+                    {},
+                    TTSVoiceListResponseSchema,
+                    { timeout: 5000 },
+                  );
+                  assert.deepEqual(list.customVoices, []);
+                  assert.ok(list.defaultSpeaker.length > 0);
+                }
+                const status = await service.stop("SIGTERM");
+                assert.equal(status.code, 0, service.lines.join("\n"));
+              } finally {
+                await service[Symbol.asyncDispose]();
+              }
+            },
+          );
+        }
+      } finally {
+        await client.close();
+      }
+
+      await t.step("ensure-streams: the Job's bundle ensures the streams and exits 0", async () => {
+        const { code, stderr } = await runEntryToExit({
+          entry: `${dir}/ensure-streams.js`,
+          flags: ["-P=ensure-streams", `--config=${ROOT}deno.json`],
+          env: { NATS_URL: backends.nats.url },
+          cwd: ROOT,
+        });
+        assert.equal(code, 0, stderr);
+      });
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
