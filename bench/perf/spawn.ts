@@ -1,18 +1,23 @@
 /**
- * Starts the benchmark's Deno subprocesses (responders, load processes) and waits until each
+ * Starts the benchmark's subprocesses (responders, load processes) and waits until each
  * says it is ready.
  *
  * @module
  */
 /**
- * Starts a Deno subprocess (a responder or a load process) and waits until it prints `READY`.
+ * Starts a subprocess (a responder or a load process) and waits until it prints `READY`.
  *
- * @param args The arguments of `deno`.
+ * @param args The arguments of `command`.
  * @param env More environment.
+ * @param command The program: `deno` unless given (the C load client of `throughput.ts`).
  * @returns The process, its stdout reader and its stdin writer.
  */
-export async function spawnReady(args: string[], env: Record<string, string> = {}) {
-  const child = new Deno.Command(Deno.execPath(), {
+export async function spawnReady(
+  args: string[],
+  env: Record<string, string> = {},
+  command: string = Deno.execPath(),
+) {
+  const child = new Deno.Command(command, {
     args,
     env,
     stdin: "piped",

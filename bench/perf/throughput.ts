@@ -4,15 +4,16 @@
  * handler-base endpoint with telemetry off and on (`OTEL_DENO=true`,
  * exporting to a local OTLP receiver), all in responder subprocesses
  * (`responders.ts`). The load comes from separate load-generator processes
- * (`load.ts`, 64 requests in flight split between them), so that the load
- * generator is not the bottleneck: the table shows the throughput with 1 and
- * with several load processes, and the CPU the load processes used beside
- * the responder's. CPU per request is the responder process's user + system
+ * (64 requests in flight split between them), so that the load generator is
+ * not the bottleneck: by default `closed_load.c` (built with gcc, one thread,
+ * a few µs of CPU per request), with `--client=deno` the Deno processes of
+ * `load.ts`; the table shows the throughput with 1 and with several load
+ * processes, and the CPU the load processes used beside the responder's. CPU per request is the responder process's user + system
  * time (`/proc/<pid>/stat`) over the measured window, divided by the
  * requests answered. Rounds alternate between the paths so that drift on a
  * shared machine hits all alike.
  *
- * Run alone: `deno run -A bench/perf/throughput.ts [--seconds=2] [--rounds=3] [--loaders=3]`
+ * Run alone: `deno run -A bench/perf/throughput.ts [--seconds=2] [--rounds=3] [--loaders=3] [--client=c|deno]`
  * (`deno task bench` runs it too).
  *
  * @module
@@ -20,11 +21,56 @@
 import { startOtlpReceiver } from "../../handler_base/testing/otlp_receiver.ts";
 import { cpuMs } from "./proc.ts";
 import { runLoad, spawnReady } from "./spawn.ts";
-import { type Path, SUBJECTS } from "./responders.ts";
+import { type Path, PAYLOAD, SUBJECTS } from "./responders.ts";
 import { median } from "./stats.ts";
 
 const RESPONDERS = new URL("./responders.ts", import.meta.url).pathname;
 const LOAD = new URL("./load.ts", import.meta.url).pathname;
+const CLOSED_LOAD_C = new URL("./closed_load.c", import.meta.url).pathname;
+
+/** Which load generator runs the load: the C client or the Deno processes of `load.ts`. */
+export type LoadClientKind = "c" | "deno";
+
+/** How to start one load process. */
+interface LoadClient {
+  readonly kind: LoadClientKind;
+  readonly command: string;
+  args(url: string, subject: string, inFlight: number, seconds: number): string[];
+}
+
+/** Builds `closed_load.c` with gcc into a temporary directory, or names the Deno load process. */
+async function loadClient(kind: LoadClientKind): Promise<LoadClient> {
+  if (kind === "deno") {
+    return {
+      kind,
+      command: Deno.execPath(),
+      args: (url, subject, inFlight, seconds) => [
+        "run",
+        "-A",
+        LOAD,
+        `--url=${url}`,
+        `--subject=${subject}`,
+        `--in-flight=${inFlight}`,
+        `--seconds=${seconds}`,
+      ],
+    };
+  }
+  const binary = `${await Deno.makeTempDir({ prefix: "bench-closed-load-" })}/closed_load`;
+  const built = await new Deno.Command("gcc", { args: ["-O2", "-o", binary, CLOSED_LOAD_C] })
+    .output();
+  if (!built.success) {
+    throw new Error(`Cannot build closed_load.c: ${new TextDecoder().decode(built.stderr)}`);
+  }
+  const hex = Array.from(PAYLOAD, (b) => b.toString(16).padStart(2, "0")).join("");
+  return {
+    kind,
+    command: binary,
+    args: (url, subject, inFlight, seconds) => {
+      const { hostname, port } = new URL(url.replace(/^nats:/, "http:"));
+      return [hostname, port, subject, String(inFlight), String(seconds), hex];
+    },
+  };
+}
 
 /** A path measured: a responder of a process. */
 export type Measured = Path | "handler+otel";
@@ -46,6 +92,7 @@ export interface Sample {
 
 /** Runs `loaders` load processes against one responder process and measures. */
 async function measure(
+  client: LoadClient,
   url: string,
   responderPid: number,
   path: Measured,
@@ -56,16 +103,10 @@ async function measure(
   const subject = SUBJECTS[path === "handler+otel" ? "handler" : path];
   const share = (i: number) => Math.floor(inFlight / loaders) + (i < inFlight % loaders ? 1 : 0);
   const procs = await Promise.all(
-    Array.from({ length: loaders }, (_, i) =>
-      spawnReady([
-        "run",
-        "-A",
-        LOAD,
-        `--url=${url}`,
-        `--subject=${subject}`,
-        `--in-flight=${share(i)}`,
-        `--seconds=${seconds}`,
-      ])),
+    Array.from(
+      { length: loaders },
+      (_, i) => spawnReady(client.args(url, subject, share(i), seconds), {}, client.command),
+    ),
   );
   const before = cpuMs(responderPid);
   const start = performance.now();
@@ -92,8 +133,9 @@ export function settings(loaders: number): { inFlight: number; loaders: number }
 /** Measures every path at every setting, `rounds` times; returns the medians of each. */
 export async function measureThroughput(
   url: string,
-  options: { seconds: number; rounds: number; loaders: number },
+  options: { seconds: number; rounds: number; loaders: number; client?: LoadClientKind },
 ): Promise<Sample[]> {
+  const client = await loadClient(options.client ?? "c");
   await using receiver = startOtlpReceiver();
   const off = await spawnReady(["run", "-A", RESPONDERS, url]);
   const on = await spawnReady(["run", "-A", RESPONDERS, url], {
@@ -108,7 +150,15 @@ export async function measureThroughput(
         for (const path of paths) {
           const pid = path === "handler+otel" ? on.child.pid : off.child.pid;
           samples.push(
-            await measure(url, pid, path, setting.inFlight, setting.loaders, options.seconds),
+            await measure(
+              client,
+              url,
+              pid,
+              path,
+              setting.inFlight,
+              setting.loaders,
+              options.seconds,
+            ),
           );
         }
       }
@@ -148,6 +198,7 @@ if (import.meta.main) {
     seconds: Number(args.seconds ?? 2),
     rounds: Number(args.rounds ?? 3),
     loaders: Number(args.loaders ?? 3),
+    client: args.client === "deno" ? "deno" : "c",
   });
   for (const r of rows) {
     console.log(
