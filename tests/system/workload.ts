@@ -196,8 +196,23 @@ export interface WorkloadOptions {
   durationMs: number;
   /** Each request's timeout. @default 20000 */
   timeoutMs?: number;
+  /**
+   * The state of the types' `maxRate` bounds, to share it across runs that follow each other
+   * (rounds): when they start and how many of each type went. Each type's first goes at once.
+   *
+   * @default a new one for this run
+   */
+  pacing?: Pacing;
   /** Called with each request's sending time and outcome. @default none */
   onOutcome?: (type: string, sentAt: number, outcome: "answered" | string) => void;
+}
+
+/** See {@linkcode WorkloadOptions.pacing}. */
+export interface Pacing {
+  /** When the bounds started counting (`performance.now()`). */
+  readonly start: number;
+  /** Sent so far per type. */
+  readonly sent: Map<string, number>;
 }
 
 /**
@@ -223,18 +238,20 @@ export async function runWorkload(
   const start = performance.now();
   const total = Math.max(1, Math.round((rate * durationMs) / 1000));
   let cursor = 0;
+  const pacing = options.pacing ?? { start, sent: new Map<string, number>() };
   for (let i = 0; i < total; i++) {
     const due = start + (i * 1000) / rate;
     const wait = due - performance.now();
     if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
     // Round robin, passing over a type already at its own bound (the first of each goes at once).
-    const elapsed = (performance.now() - start) / 1000;
+    const elapsed = (performance.now() - pacing.start) / 1000;
     let type = types[cursor++ % types.length]!;
     for (let tries = 1; tries < types.length; tries++) {
       const bound = type.maxRate;
-      if (bound === undefined || stats.get(type.name)!.sent < 1 + bound * elapsed) break;
+      if (bound === undefined || (pacing.sent.get(type.name) ?? 0) < 1 + bound * elapsed) break;
       type = types[cursor++ % types.length]!;
     }
+    pacing.sent.set(type.name, (pacing.sent.get(type.name) ?? 0) + 1);
     const s = stats.get(type.name)!;
     s.sent++;
     const sentAt = performance.now();
