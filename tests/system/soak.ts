@@ -19,8 +19,8 @@
  * 4. the workload again (undisturbed?), and RSS and CPU `--after` (1m) later;
  * 5. JetStream mode, one node, the fakes: the LLM turns slow
  *    (`--slow-backend-ms`, 6 s a call) while durable inputs go in, then
- *    recovers: the backlog, lost, duplicated, memory (`--no-slow-backend`
- *    skips it);
+ *    recovers, with a slow consumer beside it: the backlog, lost,
+ *    duplicated, memory (`--no-slow-backend` skips it);
  * 6. JetStream mode on a three-node cluster with R3 streams: durable inputs
  *    while the leader of COMPANIONS_CHAT and then the node chat-handler uses
  *    are killed and restarted: lost, duplicated, and the stall (the longest
