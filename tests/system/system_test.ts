@@ -286,7 +286,7 @@ Deno.test({
 
 Deno.test({
   name:
-    "system, JetStream: a backend turning slow lets the backlog grow, then it drains with nothing lost or repeated; a slow consumer is cut and disturbs nothing",
+    "system, JetStream: a backend turning slow lets the backlog grow, then it drains with nothing lost and no second run; a slow consumer is cut and disturbs nothing",
   sanitizeOps: false,
   sanitizeResources: false,
 }, async () => {
