@@ -44,6 +44,7 @@
  *
  * @module
  */
+import { jetstreamManager } from "@nats-io/jetstream";
 import { type KV, Kvm } from "@nats-io/kv";
 import { delay } from "./async.ts";
 import type { Logger } from "./log.ts";
@@ -66,6 +67,16 @@ export interface SessionAffinityOptions {
    * @default 10000
    */
   ttlMs?: number;
+  /**
+   * How many servers hold the bucket (its stream's replicas), as
+   * `JETSTREAM_REPLICAS` does for the streams: 3 on a three-node cluster, so
+   * that the claims survive a node. A bucket made with fewer is raised to it
+   * (a stream update; the user needs `$JS.API.STREAM.UPDATE.KV_<bucket>`),
+   * or a warning is logged when that is refused.
+   *
+   * @default 1
+   */
+  replicas?: number;
   /**
    * How long a replica trusts that another one owns a session before it
    * reads the claim again, in milliseconds.
@@ -235,10 +246,44 @@ export async function createSessionAffinity(
   if (!Number.isInteger(ttlMs) || ttlMs < 300) {
     throw new RangeError(`Cannot create session affinity: ttlMs ${ttlMs} is below 300`);
   }
-  const kv = await new Kvm(nc).create(options.bucket, { ttl: ttlMs, history: 1 });
+  const replicas = options.replicas ?? 1;
+  if (!Number.isInteger(replicas) || replicas < 1 || replicas > 5) {
+    throw new RangeError(`Cannot create session affinity: replicas ${replicas} is not 1 to 5`);
+  }
+  const kv = await new Kvm(nc).create(options.bucket, { ttl: ttlMs, history: 1, replicas });
+  await raiseReplicas(nc, options.bucket, replicas, options.logger);
   const affinity = new KvSessionAffinity(kv, { ...options, ttlMs });
   await affinity.announce();
   return affinity;
+}
+
+/** Raises an existing bucket's stream to `replicas` (a bucket made before on fewer servers). */
+async function raiseReplicas(
+  nc: NatsConnection,
+  bucket: string,
+  replicas: number,
+  logger: Logger | undefined,
+): Promise<void> {
+  const stream = `KV_${bucket}`;
+  const jsm = await jetstreamManager(nc, { checkAPI: false });
+  const info = await jsm.streams.info(stream);
+  const current = info.config.num_replicas ?? 1;
+  if (current >= replicas) return;
+  try {
+    await jsm.streams.update(stream, { ...info.config, num_replicas: replicas });
+    logger?.info("Session-affinity bucket raised to more replicas", {
+      bucket,
+      from: current,
+      to: replicas,
+    });
+  } catch (error) {
+    logger?.warn("Cannot raise the session-affinity bucket's replicas: it keeps fewer", {
+      bucket,
+      replicas: current,
+      wanted: replicas,
+      error: error instanceof Error ? error.message : String(error),
+    });
+  }
 }
 
 class KvSessionAffinity implements SessionAffinity {

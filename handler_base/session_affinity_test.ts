@@ -2,6 +2,10 @@ import assert from "node:assert/strict";
 import { connectNats } from "./natsutil.ts";
 import { createSessionAffinity, sessionKey } from "./session_affinity.ts";
 import { startNatsServer } from "./testing/nats_server.ts";
+import { startNatsCluster } from "./testing/nats_cluster.ts";
+import { eventually } from "./testing/eventually.ts";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
 
 Deno.test("sessionKey() keeps valid tokens and hex-encodes the rest", () => {
   assert.equal(sessionKey("abc_1-2"), "abc_1-2");
@@ -150,5 +154,63 @@ Deno.test("SessionAffinity: an owner whose claim was taken gives the session up 
     assert.equal(await ra.admit("s", () => "a"), undefined);
   } finally {
     await Promise.all([a!.close(), b!.close()]);
+  }
+});
+
+Deno.test("SessionAffinity on a three-node cluster: the bucket has three replicas and claims survive the death of its leader", async () => {
+  await using cluster = await startNatsCluster({ size: 3 });
+  const [a, b, admin] = await Promise.all(
+    [0, 1, 2].map((i) =>
+      connectNats({ servers: [...cluster.urls], name: `t${i}`, reconnectTimeWaitMs: 100 })
+    ),
+  );
+  try {
+    // A bucket made before on one server is raised to three.
+    await new Kvm(admin!).create("t_raised", { history: 1 });
+    await using raised = await createSessionAffinity(admin!, {
+      bucket: "t_raised",
+      replicas: 3,
+    });
+    const jsm = await jetstreamManager(admin!);
+    assert.equal((await jsm.streams.info("KV_t_raised")).config.num_replicas, 3);
+
+    await using ra = await createSessionAffinity(a!, {
+      bucket: "t_cluster",
+      replicaId: "a",
+      replicas: 3,
+      recheckMs: 0,
+    });
+    await using rb = await createSessionAffinity(b!, {
+      bucket: "t_cluster",
+      replicaId: "b",
+      replicas: 3,
+      recheckMs: 0,
+    });
+    const info = await jsm.streams.info("KV_t_cluster");
+    assert.equal(info.config.num_replicas, 3);
+    assert.equal(info.cluster?.replicas?.length, 2);
+    assert.equal(await ra.admit("before", () => "a"), "a");
+    assert.equal(await rb.admit("before", () => "b"), undefined);
+
+    const leader = info.cluster!.leader!;
+    await cluster.node(leader).kill();
+    // Bounded wait for a new leader of the bucket's stream (the election).
+    let elected: string | undefined;
+    await eventually(async () => {
+      const now = await jsm.streams.info("KV_t_cluster");
+      elected = now.cluster?.leader;
+      return elected !== undefined && elected !== leader;
+    }, { timeoutMs: 20_000 });
+    // The claim made before the kill is still there (a single replica on the dead node would be
+    // unreachable), and a new session still has exactly one owner.
+    assert.equal(await rb.admit("before", () => "b"), undefined);
+    const ran = await Promise.all([
+      ra.admit("after", () => "a"),
+      rb.admit("after", () => "b"),
+    ]);
+    assert.equal(ran.filter(Boolean).length, 1, JSON.stringify(ran));
+    await raised[Symbol.asyncDispose]();
+  } finally {
+    await Promise.all([a!.close(), b!.close(), admin!.close()]);
   }
 });

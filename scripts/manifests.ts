@@ -16,7 +16,7 @@ import type { VarSpec } from "@homelab/handler-base/config";
 import { configVarNames } from "@homelab/handler-base/config";
 import { STREAMS } from "@homelab/handler-base/jetstream";
 import type { ServiceDefinition } from "@homelab/handler-base/main";
-import { type ServiceEntry, SERVICES } from "../services/table.ts";
+import { type DeployProfile, type ServiceEntry, SERVICES } from "../services/table.ts";
 import { natsAuthorization } from "./nats_auth.ts";
 
 /** The namespace of the platform (SYSTEM.md section 1). */
@@ -46,6 +46,32 @@ export const BACKEND_VARIABLES = [
  * held a soaked tts-module at about 140 MiB resident under a 256 MiB limit).
  */
 const HEAP_SHARE = 0.375;
+
+/**
+ * The runtime settings of a service's Deployment: V8's heap limits sized from the memory limit
+ * of `services/table.ts` (`DENO_V8_FLAGS`, which `deno run` and a compiled binary both read) and
+ * glibc's arena count (`MALLOC_ARENA_MAX`). The system suite starts the services with them too.
+ *
+ * @param deploy The service's deploy profile.
+ * @returns The variables.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { runtimeEnv } from "./manifests.ts";
+ * import { SERVICES } from "../services/table.ts";
+ *
+ * const env = runtimeEnv(SERVICES.find((s) => s.name === "tts-module")!.deploy);
+ * assert.equal(env.DENO_V8_FLAGS, "--max-old-space-size=96,--max-semi-space-size=2");
+ * ```
+ */
+export function runtimeEnv(deploy: DeployProfile): Record<string, string> {
+  const heapMiB = Math.floor(deploy.memoryMiB * HEAP_SHARE);
+  return {
+    DENO_V8_FLAGS: `--max-old-space-size=${heapMiB},--max-semi-space-size=2`,
+    MALLOC_ARENA_MAX: "2",
+  };
+}
 
 type Yaml = string | number | boolean | null | Yaml[] | { [key: string]: Yaml };
 
@@ -129,11 +155,9 @@ function deployment(service: ServiceEntry, definition: ServiceDefinition): Yaml 
     ...deploy.env,
   };
   for (const [name, value] of Object.entries(fixed)) env.push({ name, value });
-  const heapMiB = Math.floor(deploy.memoryMiB * HEAP_SHARE);
+  // Deno and glibc read these themselves, outside the permission system.
+  for (const [name, value] of Object.entries(runtimeEnv(deploy))) env.push({ name, value });
   env.push(
-    // Deno and glibc read these themselves, outside the permission system.
-    { name: "DENO_V8_FLAGS", value: `--max-old-space-size=${heapMiB},--max-semi-space-size=2` },
-    { name: "MALLOC_ARENA_MAX", value: "2" },
     { name: "OTEL_DENO", value: "true" },
     { name: "OTEL_SERVICE_NAME", value: service.name },
     {

@@ -197,6 +197,8 @@ export const SERVICES: readonly ServiceEntry[] = [
           "$JS.API.INFO",
           "$JS.API.STREAM.CREATE.KV_stt_sessions",
           "$JS.API.STREAM.INFO.KV_stt_sessions",
+          // Raising a bucket made with fewer replicas to JETSTREAM_REPLICAS.
+          "$JS.API.STREAM.UPDATE.KV_stt_sessions",
           "$JS.API.STREAM.MSG.GET.KV_stt_sessions",
           "$JS.API.DIRECT.GET.KV_stt_sessions.>",
         ],

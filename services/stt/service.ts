@@ -74,6 +74,8 @@ export const sttService = defineService({
           claims = await createSessionAffinity(service.nc, {
             bucket: config.sttAffinityBucket,
             ttlMs: config.sttClaimTtlMs,
+            // Like the streams: on a three-node cluster the claims survive a node.
+            replicas: config.jetstreamReplicas,
             logger,
             onLost: (sessionId) => void handler.sessions.close(sessionId, "lost"),
           });

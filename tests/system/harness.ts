@@ -7,6 +7,10 @@
  * set (`-P=<name>`), plus reading one temporary directory (the fake
  * Kubernetes API's kubeconfig).
  *
+ * Each service gets its Deployment's runtime settings (`DENO_V8_FLAGS`,
+ * `MALLOC_ARENA_MAX`, from `runtimeEnv` of `scripts/manifests.ts`) unless
+ * `runtimeEnv: false`.
+ *
  * Table-driven: every service gets the union of every backend's variables
  * and reads those its permission set allows, so a new row of the table joins
  * without a change here.
@@ -33,6 +37,7 @@ import {
   type FakeServer,
   type FakeWhisper,
   type FakeXtts,
+  freePort,
   type NatsCluster,
   type NatsServer,
   type ServiceProcess,
@@ -49,6 +54,7 @@ import {
   startServiceProcess,
 } from "../../handler_base/testing/mod.ts";
 import { type LocalBackends, startLocalBackends } from "../../scripts/local_backends/mod.ts";
+import { runtimeEnv } from "../../scripts/manifests.ts";
 import { permissionFlag, type ServiceEntry, SERVICES } from "../../services/table.ts";
 
 /** The repository root. */
@@ -64,6 +70,14 @@ export interface SystemOptions {
   backends?: "local" | "fakes";
   /** More environment for every service. @default {} */
   env?: Record<string, string>;
+  /**
+   * Start each service with its Deployment's runtime settings (`DENO_V8_FLAGS` sized from its
+   * memory limit, `MALLOC_ARENA_MAX`; `runtimeEnv` of `scripts/manifests.ts`), as the cluster
+   * runs it. False to compare with the runtime's defaults.
+   *
+   * @default true
+   */
+  runtimeEnv?: boolean;
 }
 
 /** The fakes, when `backends: "fakes"`. */
@@ -92,6 +106,8 @@ export interface System extends AsyncDisposable {
   readonly server?: NatsServer;
   /** The cluster, when `nats: "cluster"`. */
   readonly cluster?: NatsCluster;
+  /** The monitoring endpoint of each node (`/connz`, `/varz`). */
+  readonly monitorUrls: readonly string[];
   /** Every service by name, as currently running. */
   readonly services: Map<string, ServiceProcess>;
   /** The fakes, when started with them. */
@@ -132,6 +148,23 @@ export async function sampleProcess(pid: number): Promise<ProcessSample | undefi
   }
 }
 
+/**
+ * The environment one service is started with: the system's, and its Deployment's runtime
+ * settings unless told not to.
+ *
+ * @param entry The service.
+ * @param env The system's environment.
+ * @param runtime Whether to add the Deployment's runtime settings.
+ * @returns The environment.
+ */
+export function serviceEnv(
+  entry: ServiceEntry,
+  env: Readonly<Record<string, string>>,
+  runtime = true,
+): Record<string, string> {
+  return { ...env, ...(runtime ? runtimeEnv(entry.deploy) : {}) };
+}
+
 /** The environment that points the services at the fakes. */
 function fakeEnv(fakes: Fakes): Record<string, string> {
   const milvus = new URL(fakes.milvus.url);
@@ -158,9 +191,13 @@ export async function startSystem(options: SystemOptions): Promise<System> {
     const dir = await Deno.makeTempDir({ prefix: "system-" });
     stack.defer(() => Deno.remove(dir, { recursive: true }).catch(() => {}));
     let server: NatsServer | undefined;
+    let monitorPort = 0;
     let cluster: NatsCluster | undefined;
     if (options.nats === "single") {
-      server = stack.use(await startNatsServer({ jetstream: true }));
+      monitorPort = freePort();
+      server = stack.use(
+        await startNatsServer({ jetstream: true, args: ["-m", String(monitorPort)] }),
+      );
     } else {
       cluster = stack.use(await startNatsCluster({ size: 3 }));
     }
@@ -227,7 +264,7 @@ export async function startSystem(options: SystemOptions): Promise<System> {
         entry: entry.entry,
         flags: flags(entry),
         cwd: ROOT,
-        env,
+        env: serviceEnv(entry, env, options.runtimeEnv ?? true),
         startTimeoutMs: 60_000,
       });
     const services = new Map<string, ServiceProcess>();
@@ -245,6 +282,9 @@ export async function startSystem(options: SystemOptions): Promise<System> {
       nc,
       ...(server ? { server } : {}),
       ...(cluster ? { cluster } : {}),
+      monitorUrls: server
+        ? [`http://127.0.0.1:${monitorPort}`]
+        : cluster!.nodes.map((node) => node.monitorUrl),
       services,
       ...(fakes ? { fakes } : {}),
       ...(local ? { local } : {}),

@@ -194,7 +194,9 @@ export async function sendHostile(
       try {
         await nc.request(subject, message.data, {
           // One-way inputs answer only what does not decode: a short wait.
-          timeout: requestReply ? options.timeoutMs ?? 15_000 : 500,
+          // Longer than any service's own deadline (VOICE_TIMEOUT_MS, 60 s): a message that
+          // decodes is real work, and under load it waits for the backends like any other.
+          timeout: requestReply ? options.timeoutMs ?? 90_000 : 500,
           ...(message.msgType ? { headers: h } : {}),
         });
         if (requestReply) stats.answered++;

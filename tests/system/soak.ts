@@ -3,20 +3,29 @@
  * Bounded by its flags. On one nats-server with the local stand-ins and
  * every service of `services/table.ts` (its permission set), it measures:
  *
+ * Every service runs with its Deployment's runtime settings (`DENO_V8_FLAGS`,
+ * `MALLOC_ARENA_MAX`) unless `--no-runtime-env`.
+ *
  * 1. RSS and CPU per service idle;
- * 2. the mixed workload in core mode at `--rate` for `--duration`, per type
- *    (sent, answered, errors by type, timed out, p50/p99 latency), RSS and
- *    CPU under load;
+ * 2. the mixed workload in core mode at `--rate` for `--duration` (longer
+ *    while the hostile input lasts), per type (sent, answered, errors by
+ *    type, timed out, p50/p99 latency), with `--hostile` (100,000) hostile
+ *    messages over every subject mixed in from another connection, and a
+ *    slow consumer (a client that stops reading the result and stream
+ *    subjects) cut by the broker; RSS and CPU under load, the largest RSS;
  * 3. the handler overhead at `--overhead-rate` (500/s) on the one request
  *    that calls no backend (`ai.voice.tts.voices.list`, the voice list is
  *    cached): its round trip is overhead only (NATS included);
- * 4. `--hostile` (100,000) hostile messages over every subject, then the
- *    workload again (undisturbed?);
- * 5. RSS and CPU `--after` (1m) later;
+ * 4. the workload again (undisturbed?), and RSS and CPU `--after` (1m) later;
+ * 5. JetStream mode, one node, the fakes: the LLM turns slow
+ *    (`--slow-backend-ms`, 6 s a call) while durable inputs go in, then
+ *    recovers, with a slow consumer beside it: the backlog, lost,
+ *    duplicated, memory (`--no-slow-backend` skips it);
  * 6. JetStream mode on a three-node cluster with R3 streams: durable inputs
  *    while the leader of COMPANIONS_CHAT and then the node chat-handler uses
  *    are killed and restarted: lost, duplicated, and the stall (the longest
- *    gap between two results) against the leader election.
+ *    gap between two results) against the leader election (`--no-cluster`
+ *    skips it).
  *
  * It prints a Markdown report on stdout.
  *
@@ -25,27 +34,36 @@
 import { jetstream } from "@nats-io/jetstream";
 import { parseArgs } from "node:util";
 import { EmptySchema, TTSVoiceListResponseSchema } from "../../handler_base/messages.ts";
-import { request } from "../../handler_base/natsutil.ts";
+import { connectNats, request } from "../../handler_base/natsutil.ts";
+import { slowBackend, startMemorySampler } from "./faults.ts";
 import { type ProcessSample, startSystem, type System } from "./harness.ts";
-import { hostileSubjects, sendHostile } from "./hostile.ts";
-import { quantile, runDurable, runWorkload, type TypeStats, workloadTypes } from "./workload.ts";
-
-function durationMs(text: string): number {
-  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text);
-  if (!match) throw new Error(`Cannot read the duration "${text}": use 90s, 5m or 1h`);
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[match[2] ?? "s"]!;
-  return Number(match[1]) * unit;
-}
+import { type HostileStats, hostileSubjects, sendHostile } from "./hostile.ts";
+import { durationMs, fmt, statsTable } from "./report.ts";
+import { startSlowConsumer } from "./slow_consumer.ts";
+import {
+  type Pacing,
+  quantile,
+  runDurable,
+  runWorkload,
+  STAND_IN_TRANSCRIPTIONS_PER_SECOND,
+  type TypeStats,
+  workloadTypes,
+} from "./workload.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
+  allowNegative: true,
   options: {
     duration: { type: "string", default: "60s" },
     rate: { type: "string", default: "20" },
     "overhead-rate": { type: "string", default: "500" },
     hostile: { type: "string", default: "100000" },
     after: { type: "string", default: "60s" },
+    timeout: { type: "string", default: "60s" },
     cluster: { type: "boolean", default: true },
+    "runtime-env": { type: "boolean", default: true },
+    "slow-backend": { type: "boolean", default: true },
+    "slow-backend-ms": { type: "string", default: "6000" },
   },
 });
 const duration = durationMs(values.duration);
@@ -53,6 +71,12 @@ const rate = Number(values.rate);
 const overheadRate = Number(values["overhead-rate"]);
 const hostileCount = Number(values.hostile);
 const after = durationMs(values.after);
+const runtimeEnv = values["runtime-env"];
+/**
+ * A workload request's timeout: the services' own deadline for a backend call (60 s), since the
+ * STT stand-in's queue is shared with the hostile messages that decode as real audio.
+ */
+const timeoutMs = durationMs(values.timeout);
 
 const out: string[] = [];
 const line = (text = "") => {
@@ -60,34 +84,51 @@ const line = (text = "") => {
   console.error(text);
 };
 
-function fmt(n: number): string {
-  return Number.isNaN(n) ? "-" : n.toFixed(n < 10 ? 2 : 0);
-}
-
-function statsTable(stats: Map<string, TypeStats>): void {
-  line("| type | sent | answered | errors by type | timed out | p50 ms | p99 ms |");
-  line("| ---- | ---- | -------- | -------------- | --------- | ------ | ------ |");
-  for (const [name, s] of stats) {
-    const errors = Object.entries(s.errors).map(([k, v]) => `${k} ${v}`).join(", ") || "0";
-    line(
-      `| ${name} | ${s.sent} | ${s.answered} | ${errors} | ${s.timedOut} | ${
-        fmt(quantile(s.latenciesMs, 0.5))
-      } | ${fmt(quantile(s.latenciesMs, 0.99))} |`,
-    );
+/** Adds a round's counts to the total. */
+function merge(total: Map<string, TypeStats>, round: Map<string, TypeStats>): void {
+  for (const [name, s] of round) {
+    const t = total.get(name);
+    if (!t) {
+      total.set(name, { ...s, errors: { ...s.errors }, latenciesMs: [...s.latenciesMs] });
+      continue;
+    }
+    t.sent += s.sent;
+    t.answered += s.answered;
+    t.timedOut += s.timedOut;
+    for (const [k, v] of Object.entries(s.errors)) t.errors[k] = (t.errors[k] ?? 0) + v;
+    t.latenciesMs.push(...s.latenciesMs);
   }
 }
 
-async function resources(system: System, label: string, since?: Map<string, ProcessSample>) {
-  const now = await system.sample();
-  line(`| ${label} | ${
-    [...now].map(([name, s]) => {
-      const cpu = since?.get(name)
-        ? ` ${fmt(s.cpuSeconds - since.get(name)!.cpuSeconds)} s CPU`
-        : ` ${fmt(s.cpuSeconds)} s CPU`;
-      return `${name} ${fmt(s.rssMiB)} MiB,${cpu}`;
-    }).join("; ")
-  } |`);
-  return now;
+const table: {
+  phase: string;
+  samples: Map<string, ProcessSample>;
+  cpuSince?: Map<string, ProcessSample>;
+}[] = [];
+async function resources(system: System, phase: string, since?: Map<string, ProcessSample>) {
+  const samples = await system.sample();
+  table.push({ phase, samples, ...(since ? { cpuSince: since } : {}) });
+  return samples;
+}
+
+function resourcesTable(names: string[], maxDuringLoad: Map<string, number>): void {
+  line(`| phase | ${names.join(" | ")} |`);
+  line(`| ----- | ${names.map(() => "---").join(" | ")} |`);
+  for (const row of table) {
+    line(`| ${row.phase} | ${
+      names.map((name) => {
+        const s = row.samples.get(name);
+        if (!s) return "-";
+        const cpu = s.cpuSeconds - (row.cpuSince?.get(name)?.cpuSeconds ?? 0);
+        return `${fmt(s.rssMiB)} MiB, ${fmt(cpu)} s CPU`;
+      }).join(" | ")
+    } |`);
+  }
+  line(
+    `| largest during the load | ${
+      names.map((name) => `${fmt(maxDuringLoad.get(name) ?? NaN)} MiB`).join(" | ")
+    } |`,
+  );
 }
 
 const dir = await Deno.makeTempDir({ prefix: "soak-" });
@@ -95,20 +136,64 @@ try {
   line(`# Soak ${new Date().toISOString()}`);
   line();
   line(
-    `duration ${values.duration}, rate ${rate}/s, overhead rate ${overheadRate}/s, hostile ${hostileCount}, after ${values.after}; ` +
+    `duration ${values.duration}, rate ${rate}/s, overhead rate ${overheadRate}/s, hostile ${hostileCount}, after ${values.after}, ` +
+      `runtime env ${
+        runtimeEnv ? "on (the Deployments' DENO_V8_FLAGS, MALLOC_ARENA_MAX)" : "off"
+      }; ` +
       `${navigator.hardwareConcurrency} CPUs, Deno ${Deno.version.deno}`,
   );
+  line(
+    `STT streams and voice requests paced to at most ${
+      fmt(STAND_IN_TRANSCRIPTIONS_PER_SECOND / 3)
+    }/s each (the pocketsphinx stand-in's capacity, tests/system/stt_probe.ts)`,
+  );
   {
-    await using system = await startSystem({ nats: "single", consumeMode: "core" });
+    await using system = await startSystem({ nats: "single", consumeMode: "core", runtimeEnv });
     const types = workloadTypes(dir);
-    line();
-    line("## Resources (RSS, CPU seconds in the phase)");
-    line();
-    line("| phase | per service |");
-    line("| ----- | ----------- |");
     const idle = await resources(system, "idle (after start)");
-    const load = await runWorkload(system.nc, types, { rate, durationMs: duration });
-    const loaded = await resources(system, `mixed load ${rate}/s for ${values.duration}`, idle);
+
+    // The load, with the hostile input and a slow consumer mixed in; rounds of the workload go on
+    // while the hostile input lasts.
+    const memory = startMemorySampler(system, 2000);
+    const hostileNc = await connectNats({ servers: system.server!.url, name: "hostile" });
+    await using slow = await startSlowConsumer(system.server!.url, system.monitorUrls);
+    const loadStart = performance.now();
+    let hostileDone = false;
+    const hostileRun = sendHostile(hostileNc, hostileSubjects(), {
+      count: hostileCount,
+      concurrency: 32,
+    }).finally(() => (hostileDone = true));
+    const slowRun = (async () => {
+      await new Promise((resolve) => setTimeout(resolve, Math.min(duration / 3, 20_000)));
+      const t0 = performance.now();
+      const reason = await slow.fill({ timeoutMs: 60_000 });
+      return `${reason ?? "not cut"} after ${fmt((performance.now() - t0) / 1000)} s of filling`;
+    })();
+    // Rounds start back to back (each paces itself from its start), so the rate holds while the
+    // answers of earlier rounds are still out.
+    const load = new Map<string, TypeStats>();
+    const roundRuns: Promise<Map<string, TypeStats>>[] = [];
+    const roundMs = 5_000;
+    const pacing: Pacing = { start: performance.now(), sent: new Map() };
+    while (performance.now() - loadStart < duration || !hostileDone) {
+      roundRuns.push(
+        runWorkload(system.nc, types, { rate, durationMs: roundMs, timeoutMs, pacing }),
+      );
+      await new Promise((resolve) => setTimeout(resolve, roundMs));
+    }
+    const sendingSeconds = (performance.now() - loadStart) / 1000;
+    for (const round of await Promise.all(roundRuns)) merge(load, round);
+    const rounds = roundRuns.length;
+    const hostile: HostileStats = await hostileRun;
+    const slowCut = await slowRun;
+    await hostileNc.close();
+    const loadSeconds = (performance.now() - loadStart) / 1000;
+    const maxDuringLoad = await memory.stop();
+    const loaded = await resources(
+      system,
+      `end of the load (${fmt(loadSeconds)} s, ${rate}/s and the hostile input)`,
+      idle,
+    );
 
     // Overhead: the voice list touches no backend.
     const latencies: number[] = [];
@@ -136,24 +221,37 @@ try {
     await Promise.all(running);
     const achieved = count / ((performance.now() - start) / 1000);
     const overheadRes = await resources(system, `voices.list ${overheadRate}/s`, loaded);
-
-    const hostile = await sendHostile(system.nc, hostileSubjects(), {
-      count: hostileCount,
-      concurrency: 16,
-    });
-    const hostileRes = await resources(system, `${hostileCount} hostile messages`, overheadRes);
     const again = await runWorkload(system.nc, types, {
       rate,
       durationMs: Math.min(duration, 20_000),
+      timeoutMs,
     });
+    const againRes = await resources(system, "the workload again", overheadRes);
     await new Promise((resolve) => setTimeout(resolve, after));
-    await resources(system, `${values.after} after`, hostileRes);
+    await resources(system, `${values.after} after`, againRes);
     const crashed = await system.exited();
 
     line();
-    line(`## Mixed workload, core mode, ${rate}/s for ${values.duration}`);
+    line("## Resources (RSS; CPU seconds in the phase)");
     line();
-    statsTable(load);
+    resourcesTable([...idle.keys()], maxDuringLoad);
+    line();
+    line(
+      `## Mixed workload, core mode, ${rate}/s sent for ${fmt(sendingSeconds)} s (${rounds} ` +
+        `rounds of 5 s back to back), hostile input mixed in; answers awaited until ${
+          fmt(loadSeconds)
+        } s`,
+    );
+    line();
+    statsTable(load, line);
+    line();
+    line(`## Hostile input (${fmt(loadSeconds)} s, concurrency 32, its own connection)`);
+    line();
+    line("```json");
+    line(JSON.stringify(hostile));
+    line("```");
+    line();
+    line(`## Slow consumer: ${slowCut}`);
     line();
     line(`## Handler overhead: ai.voice.tts.voices.list (no backend call)`);
     line();
@@ -164,21 +262,56 @@ try {
         `max ${fmt(Math.max(...latencies))} ms, failed ${failed}`,
     );
     line();
-    line(`## Hostile input`);
+    line(`## Mixed workload afterwards`);
     line();
-    line("```json");
-    line(JSON.stringify(hostile));
-    line("```");
-    line();
-    line(`## Mixed workload after the hostile input`);
-    line();
-    statsTable(again);
+    statsTable(again, line);
     line();
     line(`crashed services: ${crashed.length ? crashed.join(", ") : "none"}`);
   }
 
+  if (values["slow-backend"]) {
+    await using system = await startSystem({
+      nats: "single",
+      consumeMode: "jetstream",
+      backends: "fakes",
+      runtimeEnv,
+    });
+    const slowMs = Number(values["slow-backend-ms"]);
+    const count = Math.round(rate * duration / 1000);
+    await using slow = await startSlowConsumer(system.server!.url, system.monitorUrls);
+    const [result, cut] = await Promise.all([
+      slowBackend(system, { rate, count, slowMs }),
+      slow.fill({ timeoutMs: 60_000 }),
+    ]);
+    line();
+    line(
+      `## JetStream, one node, fakes: the LLM takes ${slowMs} ms a call while ${count} durable inputs go in at ${rate}/s, then recovers; a slow consumer beside it`,
+    );
+    line();
+    const d = result.durable;
+    line(
+      `- stored ${d.stored} (${d.storedPipeline} pipeline triggers), answered ${d.answered}, lost ${d.lost.length}, duplicated ${d.duplicated}; ` +
+        `Workflows ${system.k8s.workflows.size}`,
+    );
+    line(
+      `- chat-handler's backlog: largest ${result.maxBacklog}, at the end ${result.finalBacklog}`,
+    );
+    line(
+      `- largest RSS: ${
+        [...result.maxRssMiB].map(([name, rss]) => `${name} ${fmt(rss)} MiB`).join(", ")
+      }`,
+    );
+    line(`- a slow consumer beside it: ${cut ?? "not cut"}`);
+    line(`- crashed services: ${(await system.exited()).join(", ") || "none"}`);
+  }
+
   if (values.cluster) {
-    await using system = await startSystem({ nats: "cluster", consumeMode: "jetstream" });
+    await using system = await startSystem({
+      nats: "cluster",
+      consumeMode: "jetstream",
+      runtimeEnv,
+      env: { STT_AFFINITY: "kv" },
+    });
     const cluster = system.cluster!;
     const jsm = await jetstream(system.nc).jetstreamManager();
     const gaps: { at: number; gapMs: number }[] = [];

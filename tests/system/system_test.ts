@@ -9,6 +9,9 @@ import assert from "node:assert/strict";
 import { ConsumerInfo, jetstream } from "@nats-io/jetstream";
 import { startSystem, type System } from "./harness.ts";
 import { hostileSubjects, sendHostile } from "./hostile.ts";
+import { slowBackend } from "./faults.ts";
+import { startSlowConsumer } from "./slow_consumer.ts";
+import { connectNats } from "../../handler_base/natsutil.ts";
 import { runDurable, runWorkload, type TypeStats, workloadTypes } from "./workload.ts";
 import { SERVICES } from "../../services/table.ts";
 import type { FakeHandler } from "../../handler_base/testing/mod.ts";
@@ -43,7 +46,7 @@ async function assertAllRunning(system: System): Promise<void> {
 
 Deno.test({
   name:
-    "system, core: the mixed workload is answered; hostile input on every subject is answered and disturbs nothing",
+    "system, core: the mixed workload is answered; hostile input on every subject and a slow consumer beside it disturb nothing",
   sanitizeOps: false,
   sanitizeResources: false,
 }, async () => {
@@ -59,10 +62,22 @@ Deno.test({
       assert.equal(s.answered, s.sent, `${name}: ${summary(before)}`);
     }
 
+    // Mixed into the load, from a connection of their own: hostile input on every subject, and a
+    // client subscribed to the results and streams that stops reading until the broker cuts it.
     const subjects = hostileSubjects();
     assert.ok(subjects.length >= SERVICES.length);
-    const hostile = await sendHostile(system.nc, subjects, { count: 600, concurrency: 8 });
+    await using slow = await startSlowConsumer(system.server!.url, system.monitorUrls);
+    const hostileNc = await connectNats({ servers: system.server!.url, name: "hostile" });
+    const [during, hostile, cut] = await Promise.all([
+      runWorkload(system.nc, types, { rate: 10, durationMs: 3_000, timeoutMs: SLOW }),
+      sendHostile(hostileNc, subjects, { count: 600, concurrency: 8 }),
+      slow.fill({ timeoutMs: 30_000 }),
+    ]).finally(() => hostileNc.close());
     assert.equal(hostile.answered, hostile.sentRequestReply, JSON.stringify(hostile));
+    assert.match(cut ?? "not cut", /Slow Consumer/);
+    for (const [name, s] of during) {
+      assert.equal(s.answered, s.sent, `${name} beside hostile input: ${summary(during)}`);
+    }
     await assertAllRunning(system);
 
     const after = await runWorkload(system.nc, types, {
@@ -148,10 +163,16 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
 }, async () => {
-  await using system = await startSystem({ nats: "cluster", consumeMode: "jetstream" });
+  // stt-module with its session-affinity bucket, as deployed: it follows JETSTREAM_REPLICAS.
+  await using system = await startSystem({
+    nats: "cluster",
+    consumeMode: "jetstream",
+    env: { STT_AFFINITY: "kv" },
+  });
   const cluster = system.cluster!;
   const jsm = await jetstream(system.nc).jetstreamManager();
   assert.equal((await jsm.streams.info("COMPANIONS_CHAT")).config.num_replicas, 3);
+  assert.equal((await jsm.streams.info("KV_stt_sessions")).config.num_replicas, 3);
   const killed: string[] = [];
   const durable = await runDurable(system.nc, {
     rate: 20,
@@ -261,4 +282,36 @@ Deno.test({
     }
     await assertAllRunning(system);
   });
+});
+
+Deno.test({
+  name:
+    "system, JetStream: a backend turning slow lets the backlog grow, then it drains with nothing lost and no second run; a slow consumer is cut and disturbs nothing",
+  sanitizeOps: false,
+  sanitizeResources: false,
+}, async () => {
+  await using system = await startSystem({
+    nats: "single",
+    consumeMode: "jetstream",
+    backends: "fakes",
+  });
+  await using slow = await startSlowConsumer(system.server!.url, system.monitorUrls);
+  // 10 chat inputs a second (half of 20) against 32 at a time taking 6 s each: about 5 a second.
+  const [result, cut] = await Promise.all([
+    slowBackend(system, { rate: 20, count: 100, slowMs: 6_000, settleMs: 60_000 }),
+    slow.fill({ timeoutMs: 30_000 }),
+  ]);
+  const detail = JSON.stringify({ ...result, maxRssMiB: Object.fromEntries(result.maxRssMiB) });
+  assert.match(cut ?? "not cut", /Slow Consumer/);
+  assert.deepEqual(result.durable.lost, [], detail);
+  assert.equal(result.durable.answered, result.durable.stored, detail);
+  // Duplicates only where the contract allows them: while the slow consumer's buffer is full,
+  // nats-server stalls the connections publishing to it (up to its write deadline), an ack can
+  // arrive after the ack wait, and the input is redelivered. A redelivered trigger never starts
+  // a second run (SYSTEM.md section 5): one Workflow per stored trigger.
+  assert.equal(system.k8s.workflows.size, result.durable.storedPipeline, detail);
+  assert.ok(result.maxBacklog > 0, `the backlog never grew: ${detail}`);
+  assert.equal(result.finalBacklog, 0, detail);
+  for (const [name, rss] of result.maxRssMiB) assert.ok(rss < 400, `${name} RSS ${rss} MiB`);
+  await assertAllRunning(system);
 });

@@ -48,9 +48,25 @@ export interface WorkloadType {
   readonly name: string;
   /** The service that answers it (a name of `services/table.ts`). */
   readonly service: string;
+  /**
+   * The most of this type per second, whatever the overall rate (its turns beyond it go to the
+   * next type): for types bounded by a backend's capacity rather than the services'.
+   *
+   * @default no bound
+   */
+  readonly maxRate?: number;
   /** Sends one request and resolves when it is answered. */
   run(ctx: CommandContext, i: number): Promise<unknown>;
 }
+
+/**
+ * Transcriptions per second the STT stand-in (one `pocketsphinx_continuous` at a time, 1.7 to
+ * 3.2 s for the workload's 3.2 s utterance on this 2-core machine, tests/system/stt_probe.ts)
+ * keeps up with, shared by the STT streams (about two transcriptions each: a partial and a final)
+ * and the voice requests (one). Above it the stand-in's queue grows without end and every stream
+ * times out, which measures pocketsphinx, not the services: the mix sends at most this many.
+ */
+export const STAND_IN_TRANSCRIPTIONS_PER_SECOND = 0.3;
 
 /** The counts of one type. */
 export interface TypeStats {
@@ -110,6 +126,7 @@ export function workloadTypes(dir: string): WorkloadType[] {
     {
       name: "stt",
       service: "stt-module",
+      maxRate: STAND_IN_TRANSCRIPTIONS_PER_SECOND / 3,
       run: async (ctx) => {
         await ensureSpeech(ctx, speech);
         return await stt(ctx, { file: speech, speed: 0, settleMs: 300 });
@@ -118,6 +135,7 @@ export function workloadTypes(dir: string): WorkloadType[] {
     {
       name: "voice",
       service: "voice-assistant",
+      maxRate: STAND_IN_TRANSCRIPTIONS_PER_SECOND / 3,
       run: async (ctx, i) => {
         await ensureSpeech(ctx, speech);
         return await voice(ctx, { input: speech, output: `${dir}/voice-${i}.wav` });
@@ -163,21 +181,38 @@ export function errorKind(error: unknown): string {
   if (error instanceof RequestTimeoutError) return "Timeout";
   if (error instanceof CliError) {
     const type = /answered: ([A-Za-z]+)/.exec(error.message)?.[1];
-    return type ? `status:${type}` : `CliError: ${error.message.slice(0, 80)}`;
+    // Ids (UUIDs) in a message would make one kind per request.
+    const message = error.message.replace(/[0-9a-f]{8}-[0-9a-f-]{27}/g, "<id>");
+    return type ? `status:${type}` : `CliError: ${message.slice(0, 100)}`;
   }
   return error instanceof Error ? error.name : "unknown";
 }
 
 /** Options of {@linkcode runWorkload}. */
 export interface WorkloadOptions {
-  /** Requests per second, over all types (round robin). */
+  /** Requests per second, over all types (round robin, each type within its `maxRate`). */
   rate: number;
   /** How long to send, in milliseconds. */
   durationMs: number;
   /** Each request's timeout. @default 20000 */
   timeoutMs?: number;
+  /**
+   * The state of the types' `maxRate` bounds, to share it across runs that follow each other
+   * (rounds): when they start and how many of each type went. Each type's first goes at once.
+   *
+   * @default a new one for this run
+   */
+  pacing?: Pacing;
   /** Called with each request's sending time and outcome. @default none */
   onOutcome?: (type: string, sentAt: number, outcome: "answered" | string) => void;
+}
+
+/** See {@linkcode WorkloadOptions.pacing}. */
+export interface Pacing {
+  /** When the bounds started counting (`performance.now()`). */
+  readonly start: number;
+  /** Sent so far per type. */
+  readonly sent: Map<string, number>;
 }
 
 /**
@@ -202,11 +237,21 @@ export async function runWorkload(
   const running: Promise<void>[] = [];
   const start = performance.now();
   const total = Math.max(1, Math.round((rate * durationMs) / 1000));
+  let cursor = 0;
+  const pacing = options.pacing ?? { start, sent: new Map<string, number>() };
   for (let i = 0; i < total; i++) {
     const due = start + (i * 1000) / rate;
     const wait = due - performance.now();
     if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
-    const type = types[i % types.length]!;
+    // Round robin, passing over a type already at its own bound (the first of each goes at once).
+    const elapsed = (performance.now() - pacing.start) / 1000;
+    let type = types[cursor++ % types.length]!;
+    for (let tries = 1; tries < types.length; tries++) {
+      const bound = type.maxRate;
+      if (bound === undefined || (pacing.sent.get(type.name) ?? 0) < 1 + bound * elapsed) break;
+      type = types[cursor++ % types.length]!;
+    }
+    pacing.sent.set(type.name, (pacing.sent.get(type.name) ?? 0) + 1);
     const s = stats.get(type.name)!;
     s.sent++;
     const sentAt = performance.now();
@@ -278,12 +323,16 @@ function resultId(subject: string, data: Uint8Array): string | undefined {
 export interface DurableStats {
   /** Stored in the stream (acknowledged publishes). */
   stored: number;
+  /** Of those, pipeline triggers (each must start exactly one run). */
+  storedPipeline: number;
   /** Publishes that failed for good (the broker was away past their timeout). */
   publishFailed: number;
   /** Ids answered at least once. */
   answered: number;
   /** Ids answered more than once. */
   duplicated: number;
+  /** Those ids, with how many results each got. */
+  duplicates: Record<string, number>;
   /** Stored ids never answered by the end of the wait. */
   lost: string[];
 }
@@ -349,6 +398,7 @@ export async function runDurable(
   }
   await nc.flush();
   const stored: string[] = [];
+  let storedPipeline = 0;
   let publishFailed = 0;
   const publishes: Promise<void>[] = [];
   const faults = options.during?.();
@@ -370,7 +420,10 @@ export async function runDurable(
         pipeline: "document-ingestion",
         parameters: { n: String(i) },
       }, { msgId: id, timeoutMs: 30_000 });
-    publishes.push(sent.then(() => void stored.push(id), () => void publishFailed++));
+    publishes.push(sent.then(() => {
+      stored.push(id);
+      if (!chatTurn) storedPipeline++;
+    }, () => void publishFailed++));
   }
   await Promise.all(publishes);
   await faults;
@@ -387,9 +440,13 @@ export async function runDurable(
   const answered = stored.filter((id) => results.has(id)).length;
   return {
     stored: stored.length,
+    storedPipeline,
     publishFailed,
     answered,
     duplicated: stored.filter((id) => (results.get(id) ?? 0) > 1).length,
+    duplicates: Object.fromEntries(
+      stored.filter((id) => (results.get(id) ?? 0) > 1).map((id) => [id, results.get(id)!]),
+    ),
     lost: stored.filter((id) => !results.has(id)),
   };
 }
