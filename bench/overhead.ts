@@ -60,6 +60,7 @@ import {
 } from "./overhead/stats.ts";
 import { cpuMs, loadAverage, runQueueWaitMs } from "./perf/proc.ts";
 import { serviceRun } from "./perf/services.ts";
+import { spawnReady } from "./perf/spawn.ts";
 
 const args = Object.fromEntries(
   Deno.args.map((a) => {
@@ -80,26 +81,6 @@ const perSlice = Math.round((rate * seconds) / rounds);
 interface Proc {
   readonly name: string;
   readonly pid: () => number | undefined;
-}
-
-/** Starts a Deno subprocess and waits for the line that starts with `READY`. */
-async function spawnReady(argv: string[], env: Record<string, string> = {}) {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: argv,
-    env,
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let text = "";
-  while (!text.includes("\n") || !text.includes("READY")) {
-    const { value, done } = await lines.read();
-    if (done) throw new Error(`Cannot start ${argv.join(" ")}: it exited before READY`);
-    text += value;
-  }
-  const line = text.slice(text.indexOf("READY")).split("\n")[0]!;
-  return { child, lines, stdin: child.stdin.getWriter(), ready: line };
 }
 
 /** Builds the load client (gcc) or names the Deno one. */

@@ -10,7 +10,8 @@
  * @param args The arguments of `command`.
  * @param env More environment.
  * @param command The program: `deno` unless given (the C load client of `throughput.ts`).
- * @returns The process, its stdout reader and its stdin writer.
+ * @returns The process, its stdout reader, its stdin writer and the `READY` line (what a process
+ *   says of itself after the word).
  */
 export async function spawnReady(
   args: string[],
@@ -26,12 +27,13 @@ export async function spawnReady(
   }).spawn();
   const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
   let text = "";
-  while (!text.includes("READY")) {
+  while (!text.includes("READY") || !text.slice(text.indexOf("READY")).includes("\n")) {
     const { value, done } = await lines.read();
     if (done) throw new Error(`Cannot start ${args.join(" ")}: it exited before READY`);
     text += value;
   }
-  return { child, lines, stdin: child.stdin.getWriter() };
+  const ready = text.slice(text.indexOf("READY")).split("\n")[0]!;
+  return { child, lines, stdin: child.stdin.getWriter(), ready };
 }
 
 /** What a load process reports when its run is over. */
