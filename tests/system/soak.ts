@@ -27,6 +27,13 @@
  *    gap between two results) against the leader election (`--no-cluster`
  *    skips it).
  *
+ * `--stt=fake` points stt-module and voice-assistant at the fake Whisper of
+ * the test kit instead of the pocketsphinx stand-in (one transcription at a
+ * time, about 0.4 a second), and no longer paces the STT and voice types:
+ * hostile audio that decodes as real speech then does not queue behind the
+ * stand-in, and a large `--hostile` count finishes. `--stt=local` (the
+ * default) keeps the stand-in.
+ *
  * It prints a Markdown report on stdout.
  *
  * @module
@@ -64,8 +71,15 @@ const { values } = parseArgs({
     "runtime-env": { type: "boolean", default: true },
     "slow-backend": { type: "boolean", default: true },
     "slow-backend-ms": { type: "string", default: "6000" },
+    stt: { type: "string", default: "local" },
   },
 });
+if (values.stt !== "local" && values.stt !== "fake") {
+  console.error(`Cannot run the soak: --stt must be "local" or "fake", not "${values.stt}"`);
+  Deno.exit(2);
+}
+/** The Whisper of stt-module and voice-assistant: the pocketsphinx stand-in, or the fake. */
+const whisper: "local" | "fake" = values.stt;
 const duration = durationMs(values.duration);
 const rate = Number(values.rate);
 const overheadRate = Number(values["overhead-rate"]);
@@ -143,13 +157,20 @@ try {
       `${navigator.hardwareConcurrency} CPUs, Deno ${Deno.version.deno}`,
   );
   line(
-    `STT streams and voice requests paced to at most ${
-      fmt(STAND_IN_TRANSCRIPTIONS_PER_SECOND / 3)
-    }/s each (the pocketsphinx stand-in's capacity, tests/system/stt_probe.ts)`,
+    whisper === "fake"
+      ? "STT and voice against the fake Whisper (--stt=fake, answers at once), not paced"
+      : `STT streams and voice requests paced to at most ${
+        fmt(STAND_IN_TRANSCRIPTIONS_PER_SECOND / 3)
+      }/s each (the pocketsphinx stand-in's capacity, tests/system/stt_probe.ts)`,
   );
   {
-    await using system = await startSystem({ nats: "single", consumeMode: "core", runtimeEnv });
-    const types = workloadTypes(dir);
+    await using system = await startSystem({
+      nats: "single",
+      consumeMode: "core",
+      runtimeEnv,
+      whisper,
+    });
+    const types = workloadTypes(dir, { pacedStt: whisper === "local" });
     const idle = await resources(system, "idle (after start)");
 
     // The load, with the hostile input and a slow consumer mixed in; rounds of the workload go on
@@ -310,6 +331,7 @@ try {
       nats: "cluster",
       consumeMode: "jetstream",
       runtimeEnv,
+      whisper,
       env: { STT_AFFINITY: "kv" },
     });
     const cluster = system.cluster!;
