@@ -29,10 +29,11 @@
  *
  * `--stt=fake` points stt-module and voice-assistant at the fake Whisper of
  * the test kit instead of the pocketsphinx stand-in (one transcription at a
- * time, about 0.4 a second), and no longer paces the STT and voice types:
- * hostile audio that decodes as real speech then does not queue behind the
- * stand-in, and a large `--hostile` count finishes. `--stt=local` (the
- * default) keeps the stand-in.
+ * time, about 0.4 a second): hostile audio that decodes as real speech then
+ * does not queue behind the stand-in, and a large `--hostile` count
+ * finishes. The mix stays the same (STT and voice paced as for the stand-in;
+ * unpaced, voice requests would queue behind the TTS stand-in instead).
+ * `--stt=local` (the default) keeps the stand-in.
  *
  * It prints a Markdown report on stdout.
  *
@@ -119,10 +120,33 @@ const table: {
   samples: Map<string, ProcessSample>;
   cpuSince?: Map<string, ProcessSample>;
 }[] = [];
+/** Each service's V8 heap used and external (ArrayBuffer) memory, per phase (`/ready`). */
+const heapTable: { phase: string; memory: Map<string, Record<string, number>> }[] = [];
 async function resources(system: System, phase: string, since?: Map<string, ProcessSample>) {
   const samples = await system.sample();
   table.push({ phase, samples, ...(since ? { cpuSince: since } : {}) });
+  const memory = new Map<string, Record<string, number>>();
+  for (const [name, service] of system.services) {
+    const details = (await service.readiness().catch(() => undefined))?.body.details as
+      | { memory?: Record<string, number> }
+      | undefined;
+    if (details?.memory) memory.set(name, details.memory);
+  }
+  heapTable.push({ phase, memory });
   return samples;
+}
+
+function heapsTable(names: string[]): void {
+  line(`| phase | ${names.join(" | ")} |`);
+  line(`| ----- | ${names.map(() => "---").join(" | ")} |`);
+  for (const row of heapTable) {
+    line(`| ${row.phase} | ${
+      names.map((name) => {
+        const m = row.memory.get(name);
+        return m ? `${fmt(m.heap_used_mib ?? NaN)} / ${fmt(m.external_mib ?? NaN)}` : "-";
+      }).join(" | ")
+    } |`);
+  }
 }
 
 function resourcesTable(names: string[], maxDuringLoad: Map<string, number>): void {
@@ -157,11 +181,11 @@ try {
       `${navigator.hardwareConcurrency} CPUs, Deno ${Deno.version.deno}`,
   );
   line(
-    whisper === "fake"
-      ? "STT and voice against the fake Whisper (--stt=fake, answers at once), not paced"
-      : `STT streams and voice requests paced to at most ${
-        fmt(STAND_IN_TRANSCRIPTIONS_PER_SECOND / 3)
-      }/s each (the pocketsphinx stand-in's capacity, tests/system/stt_probe.ts)`,
+    `STT streams and voice requests paced to at most ${
+      fmt(STAND_IN_TRANSCRIPTIONS_PER_SECOND / 3)
+    }/s each (the pocketsphinx stand-in's capacity, tests/system/stt_probe.ts); Whisper: ${
+      whisper === "fake" ? "the fake (--stt=fake, answers at once)" : "the pocketsphinx stand-in"
+    }`,
   );
   {
     await using system = await startSystem({
@@ -170,7 +194,7 @@ try {
       runtimeEnv,
       whisper,
     });
-    const types = workloadTypes(dir, { pacedStt: whisper === "local" });
+    const types = workloadTypes(dir);
     const idle = await resources(system, "idle (after start)");
 
     // The load, with the hostile input and a slow consumer mixed in; rounds of the workload go on
@@ -256,6 +280,10 @@ try {
     line("## Resources (RSS; CPU seconds in the phase)");
     line();
     resourcesTable([...idle.keys()], maxDuringLoad);
+    line();
+    line("V8 heap used / external (ArrayBuffers), MiB, from each service's `/ready`:");
+    line();
+    heapsTable([...idle.keys()]);
     line();
     line(
       `## Mixed workload, core mode, ${rate}/s sent for ${fmt(sendingSeconds)} s (${rounds} ` +

@@ -81,31 +81,15 @@ export interface TypeStats {
 
 const quiet = createUi({ stdout: () => {}, stderr: () => {} });
 
-/** Options of {@linkcode workloadTypes}. */
-export interface WorkloadTypesOptions {
-  /**
-   * Pace the STT streams and voice requests to the pocketsphinx stand-in
-   * ({@linkcode STAND_IN_TRANSCRIPTIONS_PER_SECOND}); false when the services talk to the fake
-   * Whisper, which keeps up with any rate (they then take their round-robin share).
-   *
-   * @default true
-   */
-  pacedStt?: boolean;
-}
-
 /**
  * The workload types, with a WAV file of speech for the STT streams made by
  * the TTS service itself.
  *
  * @param dir Where the audio files go.
- * @param options Whether the Whisper-bound types are paced to the stand-in.
  * @returns The types whose service is in the table.
  */
-export function workloadTypes(dir: string, options: WorkloadTypesOptions = {}): WorkloadType[] {
+export function workloadTypes(dir: string): WorkloadType[] {
   const speech = `${dir}/speech.wav`;
-  const sttBound = (options.pacedStt ?? true)
-    ? { maxRate: STAND_IN_TRANSCRIPTIONS_PER_SECOND / 3 }
-    : {};
   const types: WorkloadType[] = [
     {
       name: "chat",
@@ -142,7 +126,7 @@ export function workloadTypes(dir: string, options: WorkloadTypesOptions = {}): 
     {
       name: "stt",
       service: "stt-module",
-      ...sttBound,
+      maxRate: STAND_IN_TRANSCRIPTIONS_PER_SECOND / 3,
       run: async (ctx) => {
         await ensureSpeech(ctx, speech);
         return await stt(ctx, { file: speech, speed: 0, settleMs: 300 });
@@ -151,7 +135,7 @@ export function workloadTypes(dir: string, options: WorkloadTypesOptions = {}): 
     {
       name: "voice",
       service: "voice-assistant",
-      ...sttBound,
+      maxRate: STAND_IN_TRANSCRIPTIONS_PER_SECOND / 3,
       run: async (ctx, i) => {
         await ensureSpeech(ctx, speech);
         return await voice(ctx, { input: speech, output: `${dir}/voice-${i}.wav` });
