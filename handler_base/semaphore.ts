@@ -46,7 +46,8 @@ export class Semaphore {
   /** How many tasks may wait for a slot. */
   readonly maxPending: number;
   #inFlight = 0;
-  #queue: QueuedTask[] = [];
+  /** Tasks from `#head` on; the consumed ones before it are cleared. */
+  #queue: (QueuedTask | undefined)[] = [];
   #head = 0;
   #closed = false;
   #onIdle: (() => void) | undefined;
@@ -178,16 +179,22 @@ export class Semaphore {
     const rejected = this.#queue.slice(this.#head);
     this.#queue = [];
     this.#head = 0;
-    for (const task of rejected) task.reject();
+    for (const task of rejected) task?.reject();
     if (this.#inFlight === 0) this.#wake("idle");
     this.#wake("available");
   }
 
   #shift(): QueuedTask | undefined {
     if (this.#head >= this.#queue.length) return undefined;
-    const task = this.#queue[this.#head++];
-    // Drop the consumed prefix now and then instead of shifting every time.
-    if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
+    const task = this.#queue[this.#head];
+    // The slot lets go of the task at once: a queued task holds its message (up to the max
+    // payload), and the consumed prefix is dropped only now and then (instead of shifting every
+    // time), so a task left in it would keep its message alive long after it was handled.
+    this.#queue[this.#head++] = undefined;
+    if (this.#head === this.#queue.length) {
+      this.#queue = [];
+      this.#head = 0;
+    } else if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
       this.#queue = this.#queue.slice(this.#head);
       this.#head = 0;
     }

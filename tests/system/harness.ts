@@ -68,6 +68,15 @@ export interface SystemOptions {
   consumeMode: "core" | "jetstream";
   /** The local stand-ins, or the fakes (with failure injection). @default "local" */
   backends?: "local" | "fakes";
+  /**
+   * With the local stand-ins: the Whisper that stt-module and voice-assistant talk to. "local"
+   * is the pocketsphinx stand-in (one transcription at a time, about 0.4 a second); "fake" is the
+   * fake Whisper of the test kit, which answers at once (`"N bytes"`), so that hostile audio and
+   * the paced types do not queue behind the stand-in. The fakes always use the fake Whisper.
+   *
+   * @default "local"
+   */
+  whisper?: "local" | "fake";
   /** More environment for every service. @default {} */
   env?: Record<string, string>;
   /**
@@ -114,6 +123,8 @@ export interface System extends AsyncDisposable {
   readonly fakes?: Fakes;
   /** The local stand-ins, when started with them. */
   readonly local?: LocalBackends;
+  /** The fake Whisper beside the local stand-ins, when `whisper: "fake"`. */
+  readonly whisper?: FakeWhisper;
   /** The fake Kubernetes API pipeline-bridge submits to. */
   readonly k8s: FakeKubernetes;
   /** The environment every service gets. */
@@ -206,6 +217,7 @@ export async function startSystem(options: SystemOptions): Promise<System> {
 
     let fakes: Fakes | undefined;
     let local: LocalBackends | undefined;
+    let whisper: FakeWhisper | undefined;
     let backendEnv: Record<string, string>;
     if (options.backends === "fakes") {
       fakes = {
@@ -223,6 +235,10 @@ export async function startSystem(options: SystemOptions): Promise<System> {
         await startLocalBackends({ llm: { firstTokenDelayMs: 20, tokenIntervalMs: 2 } }),
       );
       backendEnv = { ...local.env };
+      if (options.whisper === "fake") {
+        whisper = stack.use(startFakeWhisper());
+        backendEnv.WHISPER_URL = whisper.url;
+      }
     }
     const k8s = stack.use(startFakeKubernetes({
       namespace: "ai-ml",
@@ -288,6 +304,7 @@ export async function startSystem(options: SystemOptions): Promise<System> {
       services,
       ...(fakes ? { fakes } : {}),
       ...(local ? { local } : {}),
+      ...(whisper ? { whisper } : {}),
       k8s,
       env,
       async restart(name, signal = "SIGKILL") {

@@ -27,6 +27,14 @@
  *    gap between two results) against the leader election (`--no-cluster`
  *    skips it).
  *
+ * `--stt=fake` points stt-module and voice-assistant at the fake Whisper of
+ * the test kit instead of the pocketsphinx stand-in (one transcription at a
+ * time, about 0.4 a second): hostile audio that decodes as real speech then
+ * does not queue behind the stand-in, and a large `--hostile` count
+ * finishes. The mix stays the same (STT and voice paced as for the stand-in;
+ * unpaced, voice requests would queue behind the TTS stand-in instead).
+ * `--stt=local` (the default) keeps the stand-in.
+ *
  * It prints a Markdown report on stdout.
  *
  * @module
@@ -64,8 +72,15 @@ const { values } = parseArgs({
     "runtime-env": { type: "boolean", default: true },
     "slow-backend": { type: "boolean", default: true },
     "slow-backend-ms": { type: "string", default: "6000" },
+    stt: { type: "string", default: "local" },
   },
 });
+if (values.stt !== "local" && values.stt !== "fake") {
+  console.error(`Cannot run the soak: --stt must be "local" or "fake", not "${values.stt}"`);
+  Deno.exit(2);
+}
+/** The Whisper of stt-module and voice-assistant: the pocketsphinx stand-in, or the fake. */
+const whisper: "local" | "fake" = values.stt;
 const duration = durationMs(values.duration);
 const rate = Number(values.rate);
 const overheadRate = Number(values["overhead-rate"]);
@@ -105,10 +120,33 @@ const table: {
   samples: Map<string, ProcessSample>;
   cpuSince?: Map<string, ProcessSample>;
 }[] = [];
+/** Each service's V8 heap used and external (ArrayBuffer) memory, per phase (`/ready`). */
+const heapTable: { phase: string; memory: Map<string, Record<string, number>> }[] = [];
 async function resources(system: System, phase: string, since?: Map<string, ProcessSample>) {
   const samples = await system.sample();
   table.push({ phase, samples, ...(since ? { cpuSince: since } : {}) });
+  const memory = new Map<string, Record<string, number>>();
+  for (const [name, service] of system.services) {
+    const details = (await service.readiness().catch(() => undefined))?.body.details as
+      | { memory?: Record<string, number> }
+      | undefined;
+    if (details?.memory) memory.set(name, details.memory);
+  }
+  heapTable.push({ phase, memory });
   return samples;
+}
+
+function heapsTable(names: string[]): void {
+  line(`| phase | ${names.join(" | ")} |`);
+  line(`| ----- | ${names.map(() => "---").join(" | ")} |`);
+  for (const row of heapTable) {
+    line(`| ${row.phase} | ${
+      names.map((name) => {
+        const m = row.memory.get(name);
+        return m ? `${fmt(m.heap_used_mib ?? NaN)} / ${fmt(m.external_mib ?? NaN)}` : "-";
+      }).join(" | ")
+    } |`);
+  }
 }
 
 function resourcesTable(names: string[], maxDuringLoad: Map<string, number>): void {
@@ -145,10 +183,17 @@ try {
   line(
     `STT streams and voice requests paced to at most ${
       fmt(STAND_IN_TRANSCRIPTIONS_PER_SECOND / 3)
-    }/s each (the pocketsphinx stand-in's capacity, tests/system/stt_probe.ts)`,
+    }/s each (the pocketsphinx stand-in's capacity, tests/system/stt_probe.ts); Whisper: ${
+      whisper === "fake" ? "the fake (--stt=fake, answers at once)" : "the pocketsphinx stand-in"
+    }`,
   );
   {
-    await using system = await startSystem({ nats: "single", consumeMode: "core", runtimeEnv });
+    await using system = await startSystem({
+      nats: "single",
+      consumeMode: "core",
+      runtimeEnv,
+      whisper,
+    });
     const types = workloadTypes(dir);
     const idle = await resources(system, "idle (after start)");
 
@@ -236,6 +281,10 @@ try {
     line();
     resourcesTable([...idle.keys()], maxDuringLoad);
     line();
+    line("V8 heap used / external (ArrayBuffers), MiB, from each service's `/ready`:");
+    line();
+    heapsTable([...idle.keys()]);
+    line();
     line(
       `## Mixed workload, core mode, ${rate}/s sent for ${fmt(sendingSeconds)} s (${rounds} ` +
         `rounds of 5 s back to back), hostile input mixed in; answers awaited until ${
@@ -310,6 +359,7 @@ try {
       nats: "cluster",
       consumeMode: "jetstream",
       runtimeEnv,
+      whisper,
       env: { STT_AFFINITY: "kv" },
     });
     const cluster = system.cluster!;
