@@ -84,11 +84,23 @@ async function listening(port: number): Promise<boolean> {
   }
 }
 
-async function jetStreamReady(monitorPort: number): Promise<boolean> {
+type MetaCluster = { leader?: string; replicas?: { name: string; current: boolean }[] };
+
+/**
+ * Whether JetStream can place a stream on every node: each node names the same meta leader, and
+ * the leader sees every other node as a current peer. (A leader alone is not enough: a stream with
+ * one replica per node created before the peers catch up fails with "no suitable peers".)
+ */
+async function jetStreamReady(nodes: readonly { name: string; monitorPort: number }[]) {
   try {
-    const response = await fetch(`http://127.0.0.1:${monitorPort}/jsz`);
-    const body = await response.json() as { meta_cluster?: { leader?: string } };
-    return Boolean(body.meta_cluster?.leader);
+    const metas = await Promise.all(nodes.map(async (node) => {
+      const response = await fetch(`http://127.0.0.1:${node.monitorPort}/jsz`);
+      return ((await response.json()) as { meta_cluster?: MetaCluster }).meta_cluster;
+    }));
+    const leader = metas[0]?.leader;
+    if (!leader || metas.some((meta) => meta?.leader !== leader)) return false;
+    const peers = metas[nodes.findIndex((node) => node.name === leader)]?.replicas ?? [];
+    return peers.length === nodes.length - 1 && peers.every((peer) => peer.current);
   } catch {
     return false;
   }
@@ -96,7 +108,8 @@ async function jetStreamReady(monitorPort: number): Promise<boolean> {
 
 /**
  * Starts `size` servers that route to each other as one JetStream cluster,
- * and waits until each accepts clients and JetStream has a meta leader.
+ * and waits until each accepts clients and JetStream has a meta leader that
+ * sees every other node as a current peer.
  *
  * @param options Size, binary and start timeout.
  * @returns The running cluster; dispose it to kill every node and delete the stores.
@@ -188,8 +201,10 @@ export async function startNatsCluster(options: NatsClusterOptions = {}): Promis
   try {
     await Promise.all(nodes.map((n) => n.start()));
     const deadline = Date.now() + startTimeoutMs;
-    while (!(await jetStreamReady(nodes[0]!.monitorPort))) {
-      if (Date.now() > deadline) throw new Error("Cannot start the cluster: no JetStream leader");
+    while (!(await jetStreamReady(nodes))) {
+      if (Date.now() > deadline) {
+        throw new Error("Cannot start the cluster: no JetStream leader with every peer current");
+      }
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
   } catch (error) {
