@@ -15,7 +15,8 @@
  * Protocol with the parent, as load.ts: it warms up (200 round trips), prints READY, waits for a
  * line on stdin, runs for <seconds>, then prints one JSON line:
  * {"requests": <replies in the window>, "statuses": <answers that were only a status, such as
- * 503 no responders>, "cpuMs": <user+system of this process in the window>}.
+ * 503 no responders>, "duplicates": <second answers to a request, ignored>, "cpuMs": <user+system
+ * of this process in the window>}.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -36,6 +37,9 @@ static char out[1 << 20];
 static size_t out_len;
 static unsigned long next_inbox;
 static long statuses; /* answers that were only a status, such as 503 no responders */
+static long duplicates; /* second answers to one request (two responders on its subject) */
+static unsigned char *answered; /* by inbox number: whether its request was answered */
+static size_t answered_len;
 
 static double now_ms(void) {
   struct timespec ts;
@@ -68,6 +72,13 @@ static void append(const char *data, size_t len) {
 
 /* Queues one request: "PUB <subject> _INBOX.cl.<n> <len>\r\n<payload>\r\n". */
 static void queue_request(const char *subject, const unsigned char *payload, size_t payload_len) {
+  if (next_inbox >= answered_len) {
+    size_t len = answered_len ? answered_len * 2 : 1 << 20;
+    answered = realloc(answered, len);
+    if (!answered) { perror("realloc"); exit(1); }
+    memset(answered + answered_len, 0, len - answered_len);
+    answered_len = len;
+  }
   char head[512];
   int n = snprintf(head, sizeof head, "PUB %s _INBOX.cl.%lu %zu\r\n", subject, next_inbox++,
                    payload_len);
@@ -104,6 +115,15 @@ static long read_replies(void) {
     char *last = memrchr(line, ' ', (size_t)(end - line));
     long total = strtol(last + 1, NULL, 10);
     if (have - start < line_len + (size_t)total + 2) break;
+    /* MSG _INBOX.cl.<n> ...: a second answer to request n does not free a slot. */
+    const char *inbox = memchr(line, ' ', line_len);
+    unsigned long n = inbox ? strtoul(inbox + 1 + strlen("_INBOX.cl."), NULL, 10) : 0;
+    if (n < answered_len && answered[n]) {
+      duplicates++;
+      start += line_len + (size_t)total + 2;
+      continue;
+    }
+    if (n < answered_len) answered[n] = 1;
     /* A status-only message ("NATS/1.0 503" when nobody listens) is not a reply: counted apart. */
     if (line[0] == 'H' && total >= 12 && memcmp(line + line_len, "NATS/1.0 ", 9) == 0 &&
         line[line_len + 9] >= '1' && line[line_len + 9] <= '9') {
@@ -152,15 +172,15 @@ int main(int argc, char **argv) {
   char go[64];
   if (!fgets(go, sizeof go, stdin)) return 1;
 
-  statuses = 0;
+  statuses = duplicates = 0;
   double cpu_start = cpu_ms();
   double end = now_ms() + seconds * 1e3;
-  long outstanding = 0, answered = 0;
+  long outstanding = 0, answered_count = 0;
   for (; outstanding < in_flight; outstanding++) queue_request(subject, payload, payload_len);
   flush_out();
   while (outstanding > 0) {
     long replies = read_replies();
-    answered += replies;
+    answered_count += replies;
     outstanding -= replies;
     if (now_ms() < end) {
       for (long i = 0; i < replies; i++, outstanding++) {
@@ -169,7 +189,7 @@ int main(int argc, char **argv) {
     }
     flush_out();
   }
-  printf("{\"requests\": %ld, \"statuses\": %ld, \"cpuMs\": %.1f}\n", answered - statuses,
-         statuses, cpu_ms() - cpu_start);
+  printf("{\"requests\": %ld, \"statuses\": %ld, \"duplicates\": %ld, \"cpuMs\": %.1f}\n",
+         answered_count - statuses, statuses, duplicates, cpu_ms() - cpu_start);
   return 0;
 }

@@ -7,7 +7,7 @@
  * own connection. Telemetry is whatever the process was started with
  * (`OTEL_DENO=true` turns it on).
  *
- * Run as a subprocess: `deno run -A bench/perf/responders.ts <nats-url>`; it
+ * Run as a subprocess: `deno run -A bench/perf/responders.ts <nats-url> [subject-prefix]`; it
  * prints `READY` once subscribed and stops on SIGTERM.
  *
  * @module
@@ -17,12 +17,16 @@ import { createLogger } from "../../handler_base/log.ts";
 import { decode, encode, TTSRequestSchema, TTSStatusSchema } from "../../handler_base/messages.ts";
 import { connectNats, messageHeaders } from "../../handler_base/natsutil.ts";
 
-/** The subjects of the three responders. */
-export const SUBJECTS = {
-  echo: "bench.raw",
-  proto: "bench.proto",
-  handler: "bench.handler",
-} as const;
+/** The subjects of the three responders of one process, under `prefix`. */
+export function subjectsOf(prefix: string): { echo: string; proto: string; handler: string } {
+  return { echo: `${prefix}.raw`, proto: `${prefix}.proto`, handler: `${prefix}.handler` };
+}
+
+/**
+ * The subjects of the three responders of a process started without a prefix. A second process
+ * (telemetry on) takes a prefix of its own, so that no request is answered twice.
+ */
+export const SUBJECTS: { echo: string; proto: string; handler: string } = subjectsOf("bench");
 
 /** One of the three responders. */
 export type Path = keyof typeof SUBJECTS;
@@ -34,16 +38,17 @@ export const PAYLOAD: Uint8Array = encode(TTSRequestSchema, {
 });
 
 /** Serves the three responders until SIGTERM. */
-export async function serveResponders(url: string): Promise<void> {
+export async function serveResponders(url: string, prefix = "bench"): Promise<void> {
+  const subjects = subjectsOf(prefix);
   const serviceConn = await connectNats({ servers: url, name: "bench-service" });
   const rawConn = await connectNats({ servers: url, name: "bench-raw" });
-  rawConn.subscribe(SUBJECTS.echo, {
+  rawConn.subscribe(subjects.echo, {
     callback: (_err, msg) => {
       msg.respond(msg.data);
     },
   });
   const protoHeaders = messageHeaders(TTSStatusSchema.typeName);
-  rawConn.subscribe(SUBJECTS.proto, {
+  rawConn.subscribe(subjects.proto, {
     callback: (_err, msg) => {
       const req = decode(TTSRequestSchema, msg.data);
       const reply = encode(TTSStatusSchema, { status: "ok", message: req.text });
@@ -55,7 +60,7 @@ export async function serveResponders(url: string): Promise<void> {
     logger: createLogger({ service: "bench", level: "error" }),
     concurrency: 64,
     endpoints: [defineEndpoint({
-      subject: SUBJECTS.handler,
+      subject: subjects.handler,
       request: TTSRequestSchema,
       response: TTSStatusSchema,
       handle: (req) => Promise.resolve({ status: "ok", message: req.text }),
@@ -70,6 +75,6 @@ export async function serveResponders(url: string): Promise<void> {
 }
 
 if (import.meta.main) {
-  await serveResponders(Deno.args[0]!);
+  await serveResponders(Deno.args[0]!, Deno.args[1]);
   Deno.exit(0);
 }

@@ -21,10 +21,12 @@
 import { startOtlpReceiver } from "../../handler_base/testing/otlp_receiver.ts";
 import { cpuMs } from "./proc.ts";
 import { runLoad, spawnReady } from "./spawn.ts";
-import { type Path, PAYLOAD, SUBJECTS } from "./responders.ts";
+import { type Path, PAYLOAD, SUBJECTS, subjectsOf } from "./responders.ts";
 import { median } from "./stats.ts";
 
 const RESPONDERS = new URL("./responders.ts", import.meta.url).pathname;
+/** The subject prefix of the telemetry-on responder process: its own, so no request is answered twice. */
+const OTEL_PREFIX = "bench.otel";
 const LOAD = new URL("./load.ts", import.meta.url).pathname;
 const CLOSED_LOAD_C = new URL("./closed_load.c", import.meta.url).pathname;
 
@@ -100,7 +102,7 @@ async function measure(
   loaders: number,
   seconds: number,
 ): Promise<Sample> {
-  const subject = SUBJECTS[path === "handler+otel" ? "handler" : path];
+  const subject = path === "handler+otel" ? subjectsOf(OTEL_PREFIX).handler : SUBJECTS[path];
   const share = (i: number) => Math.floor(inFlight / loaders) + (i < inFlight % loaders ? 1 : 0);
   const procs = await Promise.all(
     Array.from(
@@ -138,7 +140,7 @@ export async function measureThroughput(
   const client = await loadClient(options.client ?? "c");
   await using receiver = startOtlpReceiver();
   const off = await spawnReady(["run", "-A", RESPONDERS, url]);
-  const on = await spawnReady(["run", "-A", RESPONDERS, url], {
+  const on = await spawnReady(["run", "-A", RESPONDERS, url, OTEL_PREFIX], {
     ...receiver.exporterEnv("bench"),
     OTEL_DENO: "true",
   });
