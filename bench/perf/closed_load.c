@@ -40,6 +40,7 @@ static long statuses; /* answers that were only a status, such as 503 no respond
 static long duplicates; /* second answers to one request (two responders on its subject) */
 static unsigned char *answered; /* by inbox number: whether its request was answered */
 static size_t answered_len;
+static char inbox_prefix[64]; /* "_INBOX.cl.<pid>.": its own, so that load processes never share replies */
 
 static double now_ms(void) {
   struct timespec ts;
@@ -80,7 +81,7 @@ static void queue_request(const char *subject, const unsigned char *payload, siz
     answered_len = len;
   }
   char head[512];
-  int n = snprintf(head, sizeof head, "PUB %s _INBOX.cl.%lu %zu\r\n", subject, next_inbox++,
+  int n = snprintf(head, sizeof head, "PUB %s %s%lu %zu\r\n", subject, inbox_prefix, next_inbox++,
                    payload_len);
   append(head, (size_t)n);
   append((const char *)payload, payload_len);
@@ -115,9 +116,9 @@ static long read_replies(void) {
     char *last = memrchr(line, ' ', (size_t)(end - line));
     long total = strtol(last + 1, NULL, 10);
     if (have - start < line_len + (size_t)total + 2) break;
-    /* MSG _INBOX.cl.<n> ...: a second answer to request n does not free a slot. */
+    /* MSG <inbox prefix><n> ...: a second answer to request n does not free a slot. */
     const char *inbox = memchr(line, ' ', line_len);
-    unsigned long n = inbox ? strtoul(inbox + 1 + strlen("_INBOX.cl."), NULL, 10) : 0;
+    unsigned long n = inbox ? strtoul(inbox + 1 + strlen(inbox_prefix), NULL, 10) : 0;
     if (n < answered_len && answered[n]) {
       duplicates++;
       start += line_len + (size_t)total + 2;
@@ -154,10 +155,14 @@ int main(int argc, char **argv) {
   if (connect(sock, (struct sockaddr *)&addr, sizeof addr) != 0) { perror("connect"); return 1; }
   int one = 1;
   setsockopt(sock, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  const char *hello = "CONNECT {\"verbose\":false,\"pedantic\":false,\"headers\":true,"
-                      "\"no_responders\":true,\"lang\":\"c\",\"version\":\"0\","
-                      "\"name\":\"bench-closed-load\"}\r\nSUB _INBOX.cl.> 1\r\n";
-  append(hello, strlen(hello));
+  snprintf(inbox_prefix, sizeof inbox_prefix, "_INBOX.cl.%d.", (int)getpid());
+  char hello[512];
+  int hello_len = snprintf(hello, sizeof hello,
+                           "CONNECT {\"verbose\":false,\"pedantic\":false,\"headers\":true,"
+                           "\"no_responders\":true,\"lang\":\"c\",\"version\":\"0\","
+                           "\"name\":\"bench-closed-load\"}\r\nSUB %s> 1\r\n",
+                           inbox_prefix);
+  append(hello, (size_t)hello_len);
   flush_out();
 
   /* Warm-up: 200 round trips, one at a time (the INFO line is skipped as a non-message). */
