@@ -31,3 +31,23 @@ export function spawnNatsServer(
     throw cause;
   }
 }
+
+/**
+ * Sends `signal` to a nats-server that may have exited already, and waits for its end.
+ *
+ * @param child The process.
+ * @param exit Its status promise (taken once at spawn).
+ * @param signal The signal.
+ */
+export async function signalAndWait(
+  child: Deno.ChildProcess,
+  exit: Promise<unknown>,
+  signal: Deno.Signal,
+): Promise<void> {
+  try {
+    child.kill(signal);
+  } catch {
+    // Already exited.
+  }
+  await exit;
+}

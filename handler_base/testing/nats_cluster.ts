@@ -20,7 +20,7 @@
  *
  * @module
  */
-import { spawnNatsServer } from "./_nats_process.ts";
+import { signalAndWait, spawnNatsServer } from "./_nats_process.ts";
 import { freePort } from "./ports.ts";
 
 /** Options of {@linkcode startNatsCluster}. */
@@ -157,12 +157,7 @@ export async function startNatsCluster(options: NatsClusterOptions = {}): Promis
       },
       async kill(signal: Deno.Signal = "SIGKILL") {
         if (!child || !exit) return;
-        try {
-          child.kill(signal);
-        } catch {
-          // Already exited.
-        }
-        await exit;
+        await signalAndWait(child, exit, signal);
         child = undefined;
         exit = undefined;
       },

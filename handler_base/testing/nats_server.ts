@@ -17,7 +17,7 @@
  *
  * @module
  */
-import { spawnNatsServer } from "./_nats_process.ts";
+import { signalAndWait, spawnNatsServer } from "./_nats_process.ts";
 
 /** Options of {@linkcode startNatsServer}. */
 export interface NatsServerOptions {
@@ -178,12 +178,7 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
 
   async function terminate(signal: Deno.Signal): Promise<void> {
     if (!child || !exit) return;
-    try {
-      child.kill(signal);
-    } catch {
-      // Already exited.
-    }
-    await exit;
+    await signalAndWait(child, exit, signal);
     child = undefined;
     exit = undefined;
   }
