@@ -117,6 +117,8 @@ Deno.test({
           assert.doesNotMatch(source, /__deno_internal_createRequire/, name);
           // Nor later: stt's VAD no longer goes through Emscripten glue that imports it.
           assert.doesNotMatch(source, /import\(\s*["']node:module["']\s*\)/, name);
+          // Descriptors are embedded as data: protobuf-es's descriptor.proto is not booted.
+          assert.ok(!source.includes("google/protobuf/descriptor.proto"), name);
         }
         for (const [name, source] of sources) assert.deepEqual(findRegistryLeaks(source), [], name);
         // pipeline-bridge's Kubernetes client requires Node modules: its prelude stays, said so.

@@ -7,6 +7,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 deno run --allow-read --allow-write --allow-env --allow-run npm:@bufbuild/buf@1.75.0 \
   generate --output "$tmp" >/dev/null
+deno run --allow-read="$tmp" --allow-write="$tmp" scripts/embed_descriptors.ts "$tmp/handler_base/gen"
 if ! diff -ru handler_base/gen "$tmp/handler_base/gen"; then
   echo "Generated code is stale: run 'deno task gen' and commit handler_base/gen/" >&2
   exit 1
