@@ -383,3 +383,23 @@ Deno.test("with telemetry off, what a handler publishes carries the caller's tra
   }
   assert.deepEqual(seen, [["traced", traceparent], ["untraced", ""]]);
 });
+
+Deno.test("ready only once the server has the subscriptions (start() has flushed)", async () => {
+  await using server = await startNatsServer({ jetstream: false });
+  const nc = await connectNats({ servers: server.url, name: "ready-test" });
+  try {
+    const service = createService(nc, {
+      name: "ready",
+      endpoints: [echoEndpoint()],
+      logger: quiet,
+    });
+    const starting = service.start();
+    // The SUB is written, the server's PONG not read yet: a request sent now could go unanswered.
+    assert.equal(service.ready, false);
+    await starting;
+    assert.equal(service.ready, true);
+    await service.stop({ graceMs: 1000 });
+  } finally {
+    await nc.close();
+  }
+});

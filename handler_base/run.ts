@@ -162,7 +162,7 @@ export async function runService(options: RunServiceOptions): Promise<void> {
       ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}),
       ...(options.consumeMode ? { consumeMode: options.consumeMode } : {}),
     });
-    health.setCheck("endpoints", () => service.ready || "not subscribed");
+    health.setCheck("endpoints", () => "not subscribed");
     for (const [checkName, check] of Object.entries(options.checks ?? {})) {
       health.setCheck(checkName, check);
     }
@@ -186,6 +186,7 @@ export async function runService(options: RunServiceOptions): Promise<void> {
     });
     // Ready means discoverable too: the server has the $SRV subscriptions before /ready says 200.
     await nc.flush().catch(() => {});
+    health.setCheck("endpoints", () => service.ready || "not subscribed");
     if (service.jetstreamEndpoints.length > 0) {
       const { consumeJetStream } = await import("./consumer.ts");
       const consumers = consumeJetStream(service, options.jetstream);

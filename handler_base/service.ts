@@ -229,6 +229,7 @@ class ServiceImpl implements Service, ServiceInternals, Runtime {
   readonly #coreStates: EndpointState[];
   readonly #stopHooks: Array<() => Promise<void>> = [];
   #started = false;
+  #subscribed = false;
   #stopped: Promise<void> | undefined;
 
   constructor(nc: NatsConnection, options: ServiceOptions) {
@@ -272,7 +273,7 @@ class ServiceImpl implements Service, ServiceInternals, Runtime {
   }
 
   get ready(): boolean {
-    if (!this.#started || this.#stopped) return false;
+    if (!this.#subscribed || this.#stopped) return false;
     for (const s of this.#coreStates) {
       if (!s.subscription || s.subscription.isClosed()) return false;
     }
@@ -299,6 +300,8 @@ class ServiceImpl implements Service, ServiceInternals, Runtime {
       });
     }
     await this.nc.flush();
+    // Ready only once the server has the subscriptions: a request sent on a 200 is answered.
+    this.#subscribed = true;
     this.logger.info("Serving", {
       endpoints: this.#coreStates.map((s) => s.endpoint.subject),
       ...(this.jetstreamEndpoints.length
