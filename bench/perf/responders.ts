@@ -1,8 +1,9 @@
 /**
  * The responders the throughput benchmarks compare, in one process on one
  * nats-server: a raw nats.js **echo** (`bench.raw`), a raw nats.js responder
- * doing the **same protobuf work** as the endpoint (`bench.proto`: decode the
- * TTSRequest, encode a TTSStatus, set `Msg-Type`), and a **handler-base
+ * doing the **same protobuf work** as the endpoint the way a user without
+ * handler-base would (`bench.proto`: decode the TTSRequest and encode a
+ * TTSStatus with protobuf-es, set `Msg-Type`), and a **handler-base
  * endpoint** (`bench.handler`: the whole runtime, concurrency 64). Each has its
  * own connection. Telemetry is whatever the process was started with
  * (`OTEL_DENO=true` turns it on).
@@ -14,7 +15,8 @@
  */
 import { createService, defineEndpoint } from "../../handler_base/handler.ts";
 import { createLogger } from "../../handler_base/log.ts";
-import { decode, encode, TTSRequestSchema, TTSStatusSchema } from "../../handler_base/messages.ts";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { encode, TTSRequestSchema, TTSStatusSchema } from "../../handler_base/messages.ts";
 import { connectNats, messageHeaders } from "../../handler_base/natsutil.ts";
 
 /** The subjects of the three responders of one process, under `prefix`. */
@@ -50,8 +52,11 @@ export async function serveResponders(url: string, prefix = "bench"): Promise<vo
   const protoHeaders = messageHeaders(TTSStatusSchema.typeName);
   rawConn.subscribe(subjects.proto, {
     callback: (_err, msg) => {
-      const req = decode(TTSRequestSchema, msg.data);
-      const reply = encode(TTSStatusSchema, { status: "ok", message: req.text });
+      const req = fromBinary(TTSRequestSchema, msg.data);
+      const reply = toBinary(
+        TTSStatusSchema,
+        create(TTSStatusSchema, { status: "ok", message: req.text }),
+      );
       msg.respond(reply, { headers: protoHeaders });
     },
   });
