@@ -20,9 +20,10 @@
  * @module
  */
 import type * as protobuf from "@bufbuild/protobuf";
-import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { create } from "@bufbuild/protobuf";
 // The one file, not the "wkt" barrel, which boots every well-known type at import (about 10 ms).
 import { EmptySchema } from "@bufbuild/protobuf/wkt/google/protobuf/empty_pb.js";
+import { compileCodec } from "./codec.ts";
 import { DecodeError } from "./errors.ts";
 import type { ChatRequest } from "./gen/messagespb/messages/v1/messages_pb.ts";
 
@@ -100,15 +101,8 @@ export function encode<Desc extends DescMessage>(
   schema: Desc,
   message: MessageShape<Desc> | MessageInitShape<Desc>,
 ): Uint8Array {
-  const full = isMessage(schema, message) ? message : create(schema, message);
-  return toBinary(schema, full);
-}
-
-function isMessage<Desc extends DescMessage>(
-  schema: Desc,
-  value: MessageShape<Desc> | MessageInitShape<Desc>,
-): value is MessageShape<Desc> {
-  return (value as { $typeName?: string }).$typeName === schema.typeName;
+  // Byte for byte toBinary(schema, create(schema, message)), compiled per schema.
+  return compileCodec(schema).encode(message);
 }
 
 /** Options of {@linkcode decode}. */
@@ -159,7 +153,7 @@ export function decode<Desc extends DescMessage>(
     });
   }
   try {
-    return fromBinary(schema, data);
+    return compileCodec(schema).decode(data);
   } catch (cause) {
     throw new DecodeError(schema.typeName, { cause });
   }
@@ -200,7 +194,7 @@ export function decodeOneOf<const Descs extends readonly DescMessage[]>(
   let lastError: unknown;
   for (const schema of candidates) {
     try {
-      return fromBinary(schema, data) as MessageShape<Descs[number]>;
+      return compileCodec(schema).decode(data) as MessageShape<Descs[number]>;
     } catch (cause) {
       lastError = cause;
     }
