@@ -1073,8 +1073,8 @@ function writeMessage(
       case K_MAP: {
         if (init && value == null) break;
         if (typeof value !== "object" || value === null) throw FALLBACK;
-        // create() copies a map of bytes values, converting arrays: leave that to it.
-        if (init && field.scalar === ScalarType.BYTES) throw FALLBACK;
+        // create() copies a map of bytes values converting arrays (which writeScalarValue leaves
+        // to it), keeping Object.keys() order and a "__proto__" key: the same entries.
         const record = value as Record<string, unknown>;
         const keys = Object.keys(record);
         const valueTag = (2 << 3) | wireTypeOf(field.scalar);
