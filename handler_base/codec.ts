@@ -526,14 +526,14 @@ function readScalar(r: Reader, scalar: ScalarType, strict: boolean, end: number)
       r.pos = stop;
       const buf = r.buf;
       if (len <= 32) {
-        let ascii = true;
-        for (let i = start; i < stop; i++) {
-          if (buf[i]! > 0x7f) {
-            ascii = false;
-            break;
-          }
+        let text = "";
+        let i = start;
+        for (; i < stop; i++) {
+          const c = buf[i]!;
+          if (c > 0x7f) break;
+          text += String.fromCharCode(c);
         }
-        if (ascii) return String.fromCharCode.apply(null, buf.subarray(start, stop) as never);
+        if (i === stop) return text;
       }
       // A strict decoder throws on invalid UTF-8: protobuf-es then throws its own error.
       return (strict ? utf8Strict : utf8Lenient).decode(buf.subarray(start, stop));
