@@ -20,9 +20,10 @@
  * @module
  */
 import type * as protobuf from "@bufbuild/protobuf";
-import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { create } from "@bufbuild/protobuf";
 import type { Empty } from "@bufbuild/protobuf/wkt/google/protobuf/empty_pb.js";
 import type { GenMessage } from "@bufbuild/protobuf/codegenv2";
+import { compileCodec } from "./codec.ts";
 import { embeddedFile, messageDesc } from "./embedded_descriptor.ts";
 import { DecodeError } from "./errors.ts";
 import type { ChatRequest } from "./gen/messagespb/messages/v1/messages_pb.ts";
@@ -108,15 +109,8 @@ export function encode<Desc extends DescMessage>(
   schema: Desc,
   message: MessageShape<Desc> | MessageInitShape<Desc>,
 ): Uint8Array {
-  const full = isMessage(schema, message) ? message : create(schema, message);
-  return toBinary(schema, full);
-}
-
-function isMessage<Desc extends DescMessage>(
-  schema: Desc,
-  value: MessageShape<Desc> | MessageInitShape<Desc>,
-): value is MessageShape<Desc> {
-  return (value as { $typeName?: string }).$typeName === schema.typeName;
+  // Byte for byte toBinary(schema, create(schema, message)), compiled per schema.
+  return compileCodec(schema).encode(message);
 }
 
 /** Options of {@linkcode decode}. */
@@ -167,7 +161,7 @@ export function decode<Desc extends DescMessage>(
     });
   }
   try {
-    return fromBinary(schema, data);
+    return compileCodec(schema).decode(data);
   } catch (cause) {
     throw new DecodeError(schema.typeName, { cause });
   }
@@ -208,7 +202,7 @@ export function decodeOneOf<const Descs extends readonly DescMessage[]>(
   let lastError: unknown;
   for (const schema of candidates) {
     try {
-      return fromBinary(schema, data) as MessageShape<Descs[number]>;
+      return compileCodec(schema).decode(data) as MessageShape<Descs[number]>;
     } catch (cause) {
       lastError = cause;
     }

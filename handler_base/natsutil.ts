@@ -31,7 +31,6 @@
  *
  * @module
  */
-import { fromBinary } from "@bufbuild/protobuf";
 import type * as nats from "@nats-io/nats-core";
 import {
   credsAuthenticator,
@@ -388,7 +387,8 @@ function isErrorResponse(msg: Msg): boolean {
   if (msgType) return msgType === ErrorResponseSchema.typeName;
   // Go services send no header; only ErrorResponse has a bool as field 1.
   try {
-    const reply = fromBinary(ErrorResponseSchema, msg.data, { readUnknownFields: true });
+    // decode() keeps unknown fields, as fromBinary(..., { readUnknownFields: true }) did.
+    const reply = decode(ErrorResponseSchema, msg.data);
     return reply.error && !(reply.$unknown?.length);
   } catch {
     return false;
