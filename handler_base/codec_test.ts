@@ -29,7 +29,7 @@ import {
   UInt64ValueSchema,
 } from "@bufbuild/protobuf/wkt";
 import { codecFallbacks, compileCodec } from "./codec.ts";
-import { EmptySchema, file_messages_v1_messages } from "./messages.ts";
+import { EmptySchema, file_messages_v1_messages, TTSStatusSchema } from "./messages.ts";
 
 // ---------------------------------------------------------------------------
 // A proto3 test file with the shapes our contract lacks (packed numbers, other scalars, maps of
@@ -573,4 +573,24 @@ Deno.test("codec: values toBinary rejects or coerces are rejected or coerced ali
   for (const [schema, value] of cases) {
     assertEncodesLikeProtobufEs(schema, value, JSON.stringify(value, (_, v) => String(v)));
   }
+});
+
+Deno.test("small results share a slab without overlapping; large ones own their buffer", () => {
+  const codec = compileCodec(TTSStatusSchema);
+  const results = Array.from(
+    { length: 400 },
+    (_, i) => codec.encode({ message: `m${i}`.padEnd(30, ".") }),
+  );
+  for (const [i, bytes] of results.entries()) {
+    assert.deepStrictEqual(codec.decode(bytes).message, `m${i}`.padEnd(30, "."));
+  }
+  // Writing into one result leaves its neighbours intact, across slab boundaries too.
+  results.forEach((bytes, i) => i % 2 === 1 && bytes.fill(0xff));
+  results.forEach((bytes, i) =>
+    i % 2 === 0 && assert.equal(codec.decode(bytes).message, `m${i}`.padEnd(30, "."))
+  );
+  assert.ok(new Set(results.map((b) => b.buffer)).size > 1, "400 results fill more than one slab");
+  const large = codec.encode({ message: "x".repeat(5000) });
+  assert.equal(large.byteOffset, 0);
+  assert.equal(large.buffer.byteLength, large.byteLength);
 });

@@ -94,7 +94,9 @@ export function effectiveQuery(request: Pick<ChatRequest, "message" | "query">):
  * @typeParam Desc The message schema.
  * @param schema The message's schema (`ChatRequestSchema`, ...).
  * @param message The message, or a plain init object of its fields.
- * @returns The protobuf bytes.
+ * @returns The protobuf bytes. A small result (up to 1 KiB) is a view into a
+ * buffer shared with other results, like Node's pooled `Buffer`s: read its
+ * `.buffer` only with its `byteOffset` and `byteLength`.
  *
  * @example
  * ```ts
