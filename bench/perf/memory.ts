@@ -20,7 +20,13 @@ import { connectNats, request } from "../../handler_base/natsutil.ts";
 import { freePort } from "../../handler_base/testing/ports.ts";
 import { startOtlpReceiver } from "../../handler_base/testing/otlp_receiver.ts";
 import { rssMiB, rssSplitMiB } from "./proc.ts";
-import { type Backends, buildBundles, type ServiceRun, serviceRuns } from "./services.ts";
+import {
+  AS_SHIPPED_ENV,
+  type Backends,
+  buildBundles,
+  type ServiceRun,
+  serviceRuns,
+} from "./services.ts";
 import { BARE_READY } from "./startup.ts";
 
 const RAW_NATS = new URL("./raw_nats.ts", import.meta.url).pathname;
@@ -52,7 +58,7 @@ async function startReady(args: string[], env: Record<string, string>): Promise<
   const port = freePort();
   const child = new Deno.Command(Deno.execPath(), {
     args,
-    env: { ...env, HEALTH_PORT: String(port), LOG_LEVEL: "warn" },
+    env: { ...env, ...AS_SHIPPED_ENV, HEALTH_PORT: String(port), LOG_LEVEL: "warn" },
     stdin: "null",
     stdout: "null",
     stderr: "null",

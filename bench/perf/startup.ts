@@ -12,7 +12,7 @@
  * @module
  */
 import { freePort } from "../../handler_base/testing/ports.ts";
-import { type Backends, buildBundles, serviceRuns } from "./services.ts";
+import { AS_SHIPPED_ENV, type Backends, buildBundles, serviceRuns } from "./services.ts";
 import { median, spread } from "./stats.ts";
 
 /** Milliseconds from spawn to the first `/ready` answering 200, then kills the process. */
@@ -25,7 +25,7 @@ export async function spawnToReady(
   const start = performance.now();
   const child = new Deno.Command(Deno.execPath(), {
     args: [...args],
-    env: { ...env, HEALTH_PORT: String(healthPort), LOG_LEVEL: "warn" },
+    env: { ...env, ...AS_SHIPPED_ENV, HEALTH_PORT: String(healthPort), LOG_LEVEL: "warn" },
     stdin: "null",
     stdout: "null",
     stderr: "null",
