@@ -390,20 +390,7 @@ function wireTypeOf(scalar: ScalarType): number {
 function zeroOfScalar(field: DescField): unknown {
   if (field.fieldKind === "enum") return field.enum.values[0]!.number;
   if (field.fieldKind !== "scalar") return undefined;
-  switch (field.scalar) {
-    case ScalarType.STRING:
-      return "";
-    case ScalarType.BOOL:
-      return false;
-    case ScalarType.BYTES:
-      // create() shares one empty array among messages too.
-      return EMPTY_BYTES;
-    case ScalarType.INT64:
-    case ScalarType.UINT64:
-      return 0n;
-    default:
-      return 0;
-  }
+  return zeroOfScalarType(field.scalar);
 }
 
 function zeroOf(plan: Plan): Record<string, unknown> {
@@ -691,6 +678,9 @@ function zeroOfScalarType(scalar: ScalarType): unknown {
       return "";
     case ScalarType.BOOL:
       return false;
+    case ScalarType.BYTES:
+      // create() shares one empty array among messages too.
+      return EMPTY_BYTES;
     case ScalarType.INT64:
     case ScalarType.UINT64:
       return 0n;

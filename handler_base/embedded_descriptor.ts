@@ -65,8 +65,8 @@ export interface EmbeddedFileJson {
  * Rebuilds a file descriptor from its embedded JSON and registers it.
  *
  * @param json An {@linkcode EmbeddedFileJson}, as a string (parsing one string is
- * faster than evaluating the same object as code).
- * @param imports The files it imports, embedded the same way.
+ * faster than evaluating the same object as code). The file imports no other
+ * file (scripts/embed_descriptors.ts refuses one that does).
  * @returns The file's descriptor, equal to what `fileDesc()` returns for it.
  *
  * @example
@@ -77,7 +77,7 @@ export interface EmbeddedFileJson {
  * assert.throws(() => embeddedFile('{"prototypes":{},"file":{}}'), /Cannot embed/);
  * ```
  */
-export function embeddedFile(json: string, imports: readonly DescFile[] = []): DescFile {
+export function embeddedFile(json: string): DescFile {
   const { prototypes, file } = JSON.parse(json) as EmbeddedFileJson;
   if (file?.$typeName !== "google.protobuf.FileDescriptorProto") {
     throw new Error("Cannot embed a file descriptor: the JSON holds no FileDescriptorProto");
@@ -99,11 +99,7 @@ export function embeddedFile(json: string, imports: readonly DescFile[] = []): D
     return object;
   };
   const proto = revive(file) as FileDescriptorProto;
-  const registry = createFileRegistry(
-    proto,
-    (name: string) => imports.find((f) => f.proto.name === name),
-  );
-  return registry.getFile(proto.name)!;
+  return createFileRegistry(proto, () => undefined).getFile(proto.name)!;
 }
 
 /**

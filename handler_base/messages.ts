@@ -47,7 +47,8 @@ export { create };
  */
 export const EmptySchema: GenMessage<Empty> = messageDesc(
   // google/protobuf/empty.proto, embedded as gen/ embeds ours (protobuf-es's own EmptySchema
-  // decodes it, and descriptor.proto first, at import); messages_test.ts checks it is the same.
+  // decodes it, and descriptor.proto first, at import); embedded_descriptor_test.ts checks
+  // it is the same.
   embeddedFile(
     '{"prototypes":{"google.protobuf.FileDescriptorProto":{"name":"","package":"","syntax":"","edition":0},"google.protobuf.DescriptorProto":{"name":"","visibility":0},"google.protobuf.FileOptions":{"javaPackage":"","javaOuterClassname":"","javaMultipleFiles":false,"javaGenerateEqualsAndHash":false,"javaStringCheckUtf8":false,"optimizeFor":1,"goPackage":"","ccGenericServices":false,"javaGenericServices":false,"pyGenericServices":false,"deprecated":false,"ccEnableArenas":true,"objcClassPrefix":"","csharpNamespace":"","swiftPrefix":"","phpClassPrefix":"","phpNamespace":"","phpMetadataNamespace":"","rubyPackage":""}},"file":{"$typeName":"google.protobuf.FileDescriptorProto","dependency":[],"publicDependency":[],"weakDependency":[],"optionDependency":[],"messageType":[{"$typeName":"google.protobuf.DescriptorProto","field":[],"extension":[],"nestedType":[],"enumType":[],"extensionRange":[],"oneofDecl":[],"reservedRange":[],"reservedName":[],"name":"Empty"}],"enumType":[],"service":[],"extension":[],"name":"google/protobuf/empty.proto","package":"google.protobuf","options":{"$typeName":"google.protobuf.FileOptions","uninterpretedOption":[],"javaPackage":"com.google.protobuf","javaOuterClassname":"EmptyProto","javaMultipleFiles":true,"goPackage":"google.golang.org/protobuf/types/known/emptypb","ccEnableArenas":true,"objcClassPrefix":"GPB","csharpNamespace":"Google.Protobuf.WellKnownTypes"},"syntax":"proto3"}}',
   ),
