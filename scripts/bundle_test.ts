@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { connectNats, request } from "../handler_base/natsutil.ts";
 import { TTSRequestSchema, TTSVoiceListResponseSchema } from "../handler_base/messages.ts";
 import { runEntryToExit, startServiceProcess } from "../handler_base/testing/service_process.ts";
-import { serviceRuns, startBackends } from "../bench/perf/services.ts";
+import { binaryFlags, serviceRuns, startBackends } from "../bench/perf/services.ts";
 import {
   BUNDLE_TARGETS,
   bundleAll,
@@ -147,7 +147,8 @@ Deno.test({
             async () => {
               const service = await startServiceProcess({
                 entry: run.bundle!,
-                flags: run.flags.filter((f) => f !== "--no-prompt"),
+                // As its compiled binary starts: no config read, the embedded flags.
+                flags: run.binaryFlags.filter((f) => f !== "--no-prompt"),
                 env: run.env,
                 cwd: ROOT,
               });
@@ -191,7 +192,7 @@ Deno.test({
       await t.step("ensure-streams: the Job's bundle ensures the streams and exits 0", async () => {
         const { code, stderr } = await runEntryToExit({
           entry: `${dir}/ensure-streams.js`,
-          flags: ["-P=ensure-streams", `--config=${ROOT}deno.json`],
+          flags: binaryFlags("ensure-streams").filter((f) => f !== "--no-prompt"),
           env: { NATS_URL: backends.nats.url },
           cwd: ROOT,
         });

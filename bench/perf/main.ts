@@ -79,7 +79,7 @@ for (const row of idle.filter((r) => r !== bare && r !== raw)) {
     `idle VmRSS, ${row.name} (${row.env}; anon ${row.anonMiB.toFixed(0)}, file ${
       row.fileMiB.toFixed(0)
     }, V8 heap used ${row.heapUsedMiB ?? "?"} MiB)`,
-    `${row.rssMiB.toFixed(1)} MiB`,
+    `${row.rssMiB.toFixed(1)} MiB (${(row.rssMiB * 1.048576).toFixed(1)} MB)`,
     `bare Deno ${bare.rssMiB.toFixed(1)} MiB (anon ${bare.anonMiB.toFixed(0)}), nats.js alone ${
       raw.rssMiB.toFixed(1)
     } MiB`,
@@ -89,7 +89,7 @@ for (const row of idle.filter((r) => r !== bare && r !== raw)) {
 }
 rows.push([
   `VmRSS after ${loadSeconds} s of load, tts-module bundle (${loaded.requests} syntheses)`,
-  `${loaded.after.toFixed(1)} MiB`,
+  `${loaded.after.toFixed(1)} MiB (${(loaded.after * 1.048576).toFixed(1)} MB)`,
   `idle before ${loaded.before.toFixed(1)} MiB`,
   (loaded.after / loaded.before).toFixed(2),
   "≤ 80 MB (1 min)",

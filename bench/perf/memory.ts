@@ -3,11 +3,13 @@
  * `/ready` answers 200 and a second has passed, beside the baselines of the
  * same run: a bare `deno run` script (`bare_ready.ts`) and nats.js alone,
  * connected and subscribed (`raw_nats.ts`). Each service runs with
- * exactly its permission set, three ways: `deno run services/<x>.ts` and its
- * bundle (`scripts/bundle.ts`, the artifact the image compiles), both as
- * `deno run` starts them (core mode, telemetry off, no V8 flags), and the
- * bundle as its Deployment runs it (`CONSUME_MODE`, `OTEL_DENO=true`,
- * `DENO_V8_FLAGS`, `MALLOC_ARENA_MAX` from `k8s/<name>.yaml`). Then
+ * exactly its permission set, three ways: `deno run services/<x>.ts` (core
+ * mode, telemetry off, no V8 flags); its bundle (`scripts/bundle.ts`, the
+ * artifact the image compiles) started as its compiled binary starts
+ * (`binaryFlags`: no config read, the embedded V8 flags; core mode, telemetry
+ * off); and that bundle as its Deployment runs it (`CONSUME_MODE`,
+ * `OTEL_DENO=true`, `DENO_V8_FLAGS`, `MALLOC_ARENA_MAX` from
+ * `k8s/<name>.yaml`). Then
  * tts-module's bundle under load: `--load-seconds` of full syntheses against
  * the fake XTTS, 16 at a time, and its `VmRSS` after.
  *
@@ -136,17 +138,18 @@ export async function measureIdle(backends: Backends, bundleDir: string): Promis
   for (const service of serviceRuns(backends, bundleDir)) {
     // One run of each file first: a bundle just written has no V8 code cache yet, and its first
     // run compiles it from source (7 to 10 MiB more for a core service, 80 for pipeline-bridge).
-    for (const file of [service.entry, service.bundle!]) {
-      await stop(await startReady(["run", ...service.flags, file], service.env));
-    }
+    await stop(await startReady(["run", ...service.flags, service.entry], service.env));
+    await stop(await startReady(["run", ...service.binaryFlags, service.bundle!], service.env));
     for (const kind of kinds) {
       const env = kind !== "bundle, Deployment env" ? service.env : {
         ...service.env,
         ...(await deploymentEnv(service.name)),
         ...receiver.exporterEnv(service.name),
       };
-      const file = kind === "deno run services/<x>.ts" ? service.entry : service.bundle!;
-      const running = await startReady(["run", ...service.flags, file], env);
+      const args = kind === "deno run services/<x>.ts"
+        ? ["run", ...service.flags, service.entry]
+        : ["run", ...service.binaryFlags, service.bundle!];
+      const running = await startReady(args, env);
       await settle();
       rows.push({
         name: service.name,
@@ -172,7 +175,7 @@ export async function measureUnderLoad(
 ): Promise<{ before: number; after: number; requests: number }> {
   const tts = serviceRuns(backends, bundleDir).find((s: ServiceRun) => s.name === "tts-module")!;
   const env = { ...tts.env, ...(await deploymentEnv("tts-module")), OTEL_DENO: "" };
-  const running = await startReady(["run", ...tts.flags, tts.bundle!], {
+  const running = await startReady(["run", ...tts.binaryFlags, tts.bundle!], {
     ...env,
     CONSUME_MODE: "core",
   });

@@ -16,6 +16,8 @@ import { type NatsServer, startNatsServer } from "../../handler_base/testing/nat
 import { SERVICES } from "../../services/table.ts";
 import { startEngines } from "../../services/pipeline_bridge/test_helpers.ts";
 
+const ROOT = new URL("../../", import.meta.url).pathname;
+
 /**
  * Set for every process the start-up and memory benchmarks spawn: what `deno run` does and the
  * compiled binary the image runs does not. Deno's update check resolves a host and loads the TLS
@@ -88,6 +90,8 @@ export interface ServiceRun {
   readonly bundle?: string;
   /** `--no-prompt`, its permission set, the project's config (where `-P` reads the set). */
   readonly flags: readonly string[];
+  /** For its bundle: what its compiled binary embeds, with no config read ({@linkcode binaryFlags}). */
+  readonly binaryFlags: readonly string[];
   readonly env: Record<string, string>;
 }
 
@@ -120,7 +124,6 @@ export function serviceRun(
   env: Record<string, string>,
   extraRead?: string,
 ): ServiceRun {
-  const root = new URL("../../", import.meta.url).pathname;
   const service = SERVICES.find((s) => s.name === name);
   if (!service) throw new Error(`Cannot run "${name}": it is not in services/table.ts`);
   const base: Record<string, string> = {};
@@ -130,13 +133,50 @@ export function serviceRun(
   }
   return {
     name,
-    entry: `${root}${service.entry}`,
+    entry: `${ROOT}${service.entry}`,
     flags: [
       "--no-prompt",
       `-P=${name}`,
-      `--config=${root}deno.json`,
+      `--config=${ROOT}deno.json`,
       ...(extraRead ? [`--allow-read=${extraRead}`] : []),
     ],
+    binaryFlags: binaryFlags(name, extraRead),
     env: { ...base, ...env },
   };
+}
+
+/**
+ * The flags that make `deno run <bundle>` start as the service's compiled binary does.
+ * `deno compile --config deno.json -P=<name> --v8-flags=...` (the Dockerfile) embeds the
+ * permission set, the config's unstable features and the V8 flags, and the binary reads no
+ * config or lock file at start; `deno run -P --config` reads both (3 MiB and about 10 ms more).
+ * So: `--no-config --no-lock`, the set as explicit `--allow-*` flags (plus reading `extraRead`),
+ * `--unstable-*` per the config's `unstable` list, and the Dockerfile's `V8_FLAGS` default.
+ *
+ * @param name A permission set of `deno.json` (a service's name).
+ * @param extraRead A path it may read beyond its set (a test voices directory).
+ * @returns The flags, to put before the bundle's path.
+ */
+export function binaryFlags(name: string, extraRead?: string): string[] {
+  const config = JSON.parse(Deno.readTextFileSync(`${ROOT}deno.json`));
+  const set: Record<string, true | string[]> | undefined = config.permissions?.[name];
+  if (!set) {
+    throw new Error(`Cannot run "${name}" as its binary: deno.json has no such permission set`);
+  }
+  const permissions = { ...set };
+  if (extraRead && permissions.read !== true) {
+    permissions.read = [...(permissions.read ?? []), extraRead];
+  }
+  const v8Flags = Deno.readTextFileSync(`${ROOT}Dockerfile`).match(/^ARG V8_FLAGS=(\S+)$/m)?.[1];
+  if (!v8Flags) throw new Error("Cannot read the default of ARG V8_FLAGS in the Dockerfile");
+  return [
+    "--no-prompt",
+    "--no-config",
+    "--no-lock",
+    ...(config.unstable ?? []).map((feature: string) => `--unstable-${feature}`),
+    `--v8-flags=${v8Flags}`,
+    ...Object.entries(permissions).map(([kind, value]) =>
+      value === true ? `--allow-${kind}` : `--allow-${kind}=${value.join(",")}`
+    ),
+  ];
 }

@@ -2,10 +2,15 @@
  * Spawn to `/ready` answering 200, for every service of `services/table.ts`
  * and for a baseline: a bare `deno run` script that serves `/ready` with
  * `Deno.serve` (what any Deno service pays before its own code). Each service
- * is measured twice: `deno run services/<x>.ts` and its bundle
- * (`scripts/bundle.ts`, the artifact the image compiles). Each run spawns it
- * with exactly its permission set and a fixed `HEALTH_PORT`, and polls
- * `/ready` every millisecond from the spawn.
+ * is measured three ways: `deno run services/<x>.ts`; its bundle
+ * (`scripts/bundle.ts`, the artifact the image compiles) started as its
+ * compiled binary starts (`binaryFlags`: no config read, the permission set,
+ * unstable features and V8 flags the binary embeds), with V8's code cache
+ * warm; and the same with no code cache (`--no-code-cache`), which is a
+ * binary's first start where it has none (a binary writes its cache under
+ * `$TMPDIR` on its first start). Each run spawns it with exactly its
+ * permission set and a fixed `HEALTH_PORT`, and polls `/ready` every
+ * millisecond from the spawn.
  *
  * Run alone: `deno run -A bench/perf/startup.ts [--runs=9]` (`deno task bench` runs it too).
  *
@@ -48,19 +53,22 @@ export async function spawnToReady(
 /** The baseline: a bare script answering `/ready` on `HEALTH_PORT`. */
 export const BARE_READY = new URL("./bare_ready.ts", import.meta.url).pathname;
 
+/** How a service was started. */
+export type StartupKind = "deno run services/<x>.ts" | "bundle" | "bundle, no code cache";
+
 /** One row of the start-up table. */
 export interface StartupRow {
   /** The service, or the baseline. */
   readonly name: string;
-  /** What ran: the entry file or the bundle (empty for the baseline). */
-  readonly kind: "" | "deno run services/<x>.ts" | "bundle";
+  /** What ran: the entry file or the bundle, warm or without a code cache (empty for the baseline). */
+  readonly kind: "" | StartupKind;
   /** Every run, in ms. */
   readonly runs: readonly number[];
 }
 
 /**
  * Measures the baseline and every service, as its entry file and as its bundle (in
- * `bundleDir`), alternating them run by run.
+ * `bundleDir`) with and without V8's code cache, alternating them run by run.
  */
 export async function measureStartup(
   backends: Backends,
@@ -88,7 +96,13 @@ export async function measureStartup(
         args: ["run", ...s.flags, s.entry],
         env: s.env,
       },
-      { name: s.name, kind: "bundle", args: ["run", ...s.flags, s.bundle!], env: s.env },
+      { name: s.name, kind: "bundle", args: ["run", ...s.binaryFlags, s.bundle!], env: s.env },
+      {
+        name: s.name,
+        kind: "bundle, no code cache",
+        args: ["run", "--no-code-cache", ...s.binaryFlags, s.bundle!],
+        env: s.env,
+      },
     );
   }
   const results = targets.map((t) => ({ name: t.name, kind: t.kind, runs: [] as number[] }));
