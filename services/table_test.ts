@@ -68,3 +68,20 @@ Deno.test("README's services table has a row for every service of the table: ent
     assert.equal(row[3], `\`deno run ${permissionFlag(service)} ${service.entry}\``);
   }
 });
+
+for (const service of SERVICES) {
+  // An Intl.Segmenter loads ICU's segmentation data: about 15 ms before a service is ready.
+  Deno.test(`${service.name}: loading it makes no Intl.Segmenter`, async () => {
+    const entry = JSON.stringify(new URL(service.entry, ROOT).href);
+    const code = "let made = 0; const Segmenter = Intl.Segmenter;" +
+      "Intl.Segmenter = class extends Segmenter { constructor(...a) { made++; super(...a); } };" +
+      `await import(${entry}); console.log(made);`;
+    const output = await new Deno.Command(Deno.execPath(), {
+      args: ["eval", `--config=${new URL("deno.json", ROOT).pathname}`, code],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(output.code, 0, new TextDecoder().decode(output.stderr));
+    assert.equal(new TextDecoder().decode(output.stdout).trim(), "0");
+  });
+}

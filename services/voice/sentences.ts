@@ -244,7 +244,11 @@ export class SentenceChunker {
   }
 }
 
-const graphemes = new Intl.Segmenter(undefined, { granularity: "grapheme" });
+/**
+ * Made on first use: building it loads ICU's segmentation data (about 16 ms at start-up, before
+ * the service is ready), and only a sentence with no place to cut needs it.
+ */
+let graphemes: Intl.Segmenter | undefined;
 
 /**
  * The last grapheme-cluster boundary at or before `index`, so that a hard cut
@@ -253,6 +257,7 @@ const graphemes = new Intl.Segmenter(undefined, { granularity: "grapheme" });
  */
 function graphemeBoundary(text: string, index: number): number {
   let boundary = 0;
+  graphemes ??= new Intl.Segmenter(undefined, { granularity: "grapheme" });
   for (const { index: start, segment } of graphemes.segment(text)) {
     if (start > index) break;
     boundary = start === 0 ? segment.length : start;
