@@ -93,10 +93,21 @@ Deno.test("ensure_streams.ts with JETSTREAM_REPLICAS=3 raises R1 streams to R3 o
       const survivorJsm = await jetstream(watcher).jetstreamManager();
       await cluster.node(leader).kill();
       let after: Awaited<ReturnType<typeof jsm.streams.info>> | undefined;
+      let seen: unknown = "no answer yet";
+      // Raft elections time out at random after seconds, and a split vote starts another round:
+      // on two cores busy with the rest of the suite that has taken more than 30 s.
       await eventually(async () => {
-        after = await survivorJsm.streams.info("AI_PIPELINE");
+        after = await survivorJsm.streams.info("AI_PIPELINE").catch((error) => {
+          seen = error;
+          throw error;
+        });
+        seen = after.cluster;
         return Boolean(after.cluster?.leader) && after.cluster?.leader !== leader;
-      }, { timeoutMs: 30_000 });
+      }, { timeoutMs: 90_000 }).catch((error) => {
+        throw new Error(`No new leader after ${leader} died; last seen: ${Deno.inspect(seen)}`, {
+          cause: error,
+        });
+      });
       assert.ok(after);
       assert.equal(after.state.messages, sent);
       assert.equal(after.state.first_seq, 1);
