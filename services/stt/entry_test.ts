@@ -151,7 +151,15 @@ Deno.test("services/stt.ts with -P=stt-module: 30 sessions over 3 replicas land 
     for (const r of replicas) if (r !== victim) await r.process.stop("SIGTERM");
     await client.flush();
     const calls = replicas.reduce((n, r) => n + r.whisper.requests.length, 0);
-    assert.equal(calls, 60, "each utterance of each session reached Whisper once");
+    const repeated = sessions.filter((s) => finals.get(s)!.length !== 2)
+      .map((s) => `${s}: ${finals.get(s)!.map((t) => `${t.transcript}#${t.sequence}`)}`);
+    assert.equal(
+      calls,
+      60,
+      `each utterance of each session reached Whisper once; calls per replica ${
+        replicas.map((r) => `${r.name} ${r.whisper.requests.length}`)
+      }; sessions without exactly 2 finals: ${repeated.join("; ") || "none"}`,
+    );
     for (const sid of sessions) {
       const list = finals.get(sid)!;
       assert.equal(list.length, 2, `${sid}: ${list.map((t) => t.transcript)}`);
