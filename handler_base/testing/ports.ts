@@ -16,8 +16,18 @@
  */
 
 /**
+ * Where {@linkcode freePort} looks: below the ephemeral ports (Linux starts them
+ * at 32768, macOS at 49152), which the kernel also hands out as the source
+ * ports of outgoing connections. A port taken from that range could be reused
+ * by any test's connection before the subprocess told to listen on it binds it.
+ */
+const PORT_RANGE = { first: 20_000, last: 32_000 } as const;
+
+/**
  * A loopback port that was free a moment ago (taken and released again), so
- * a subprocess can be told where to listen.
+ * a subprocess can be told where to listen. Picked at random below the
+ * ephemeral range, so an outgoing connection cannot take it in the meantime;
+ * the kernel's choice when that range is full.
  *
  * @returns The port number.
  *
@@ -31,6 +41,16 @@
  * ```
  */
 export function freePort(): number {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const port = PORT_RANGE.first +
+      Math.floor(Math.random() * (PORT_RANGE.last - PORT_RANGE.first + 1));
+    try {
+      Deno.listen({ hostname: "127.0.0.1", port }).close();
+      return port;
+    } catch (error) {
+      if (!(error instanceof Deno.errors.AddrInUse)) throw error;
+    }
+  }
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const { port } = listener.addr;
   listener.close();
