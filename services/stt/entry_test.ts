@@ -158,7 +158,13 @@ Deno.test("services/stt.ts with -P=stt-module: 30 sessions over 3 replicas land 
       60,
       `each utterance of each session reached Whisper once; calls per replica ${
         replicas.map((r) => `${r.name} ${r.whisper.requests.length}`)
-      }; sessions without exactly 2 finals: ${repeated.join("; ") || "none"}`,
+      }; sessions without exactly 2 finals: ${repeated.join("; ") || "none"}; handled unclaimed ${
+        replicas.map((r) =>
+          `${r.name} ${
+            r.process.lines.filter((l) => l.includes("handling it here unclaimed")).length
+          }`
+        )
+      }`,
     );
     for (const sid of sessions) {
       const list = finals.get(sid)!;
