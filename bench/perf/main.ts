@@ -100,8 +100,10 @@ for (const row of startup.filter((r) => r !== base)) {
     `spawn to /ready 200, ${row.name} (${row.kind}; ${row.runs.length} runs, spread ${
       spread(row.runs)
     } ms)`,
-    `${median(row.runs).toFixed(0)} ms`,
-    `bare Deno.serve ${median(base.runs).toFixed(0)} ms (spread ${spread(base.runs)})`,
+    `${median(row.runs).toFixed(0)} ms (CPU ${median(row.cpu).toFixed(0)} ms)`,
+    `bare Deno.serve ${median(base.runs).toFixed(0)} ms (spread ${spread(base.runs)}; CPU ${
+      median(base.cpu).toFixed(0)
+    } ms)`,
     (median(row.runs) / median(base.runs)).toFixed(2),
     "≤ 100 ms",
   ]);
