@@ -350,3 +350,68 @@ for (
     assert.ok(echo.lines.some((l) => l.includes('"msg":"Stopped"')), echo.lines.join("\n"));
   });
 }
+
+/**
+ * A TCP proxy to `target` that holds every byte from its clients for `delayMs` before passing it
+ * on (the other direction goes at once): a broker far away, as the client sees it.
+ */
+function slowUpstreamProxy(target: number, delayMs: number): Deno.TcpListener {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  (async () => {
+    for await (const client of listener) {
+      const upstream = await Deno.connect({ hostname: "127.0.0.1", port: target });
+      void upstream.readable.pipeTo(client.writable).catch(() => {});
+      void client.readable.pipeThrough(
+        new TransformStream<Uint8Array, Uint8Array>({
+          transform: (chunk, controller) =>
+            new Promise((resolve) =>
+              setTimeout(() => {
+                controller.enqueue(chunk);
+                resolve();
+              }, delayMs)
+            ),
+        }),
+      ).pipeTo(upstream.writable).catch(() => {});
+    }
+  })().catch(() => {});
+  return listener;
+}
+
+Deno.test("runService says ready only once the broker has its subscriptions, $SRV ones too", async () => {
+  await using server = await startNatsServer({ jetstream: false });
+  // Everything the service sends reaches the broker 300 ms late: its subscriptions too.
+  using proxy = slowUpstreamProxy(server.port, 300);
+  const { port } = proxy.addr as Deno.NetAddr;
+  const echo = await startServiceProcess({
+    entry: ECHO_SERVICE,
+    flags: [
+      ...permissions(`127.0.0.1:${port}`).filter((f) => !f.startsWith("--allow-net")),
+      `--allow-net=127.0.0.1:${port},0.0.0.0`,
+    ],
+    env: { NATS_URL: `nats://127.0.0.1:${port}` },
+  });
+  const client = await connectNats({ servers: server.url, name: "client" });
+  try {
+    const deadline = Date.now() + 20_000;
+    while ((await echo.readiness())?.status !== 200) {
+      if (Date.now() > deadline) throw new Error(`/ready never answered 200: ${echo.lines}`);
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    // The moment it says ready, a request straight to the broker finds both subscriptions
+    // (without them NATS answers "no responders" at once).
+    const ping = await client.request("$SRV.PING.echo", undefined, { timeout: 5000 });
+    assert.equal(JSON.parse(new TextDecoder().decode(ping.data)).name, "echo");
+    const reply = await request(
+      client,
+      "test.echo",
+      TTSRequestSchema,
+      { text: "ready" },
+      TTSStatusSchema,
+      { timeout: 5000 },
+    );
+    assert.equal(reply.message, "ready");
+  } finally {
+    await client.close();
+    await echo.stop("SIGTERM");
+  }
+});
