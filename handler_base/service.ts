@@ -47,6 +47,7 @@ import type { ConsumeMode } from "./consume_config.ts";
 import { DEADLINE_TICK_MS, Deadlines } from "./deadlines.ts";
 import type { Endpoint } from "./endpoint.ts";
 import { EndpointState } from "./endpoint_state.ts";
+import { respondFast } from "./fast_reply.ts";
 import { OverloadedError, TimeoutError, toErrorResponse } from "./errors.ts";
 import {
   type Delivery,
@@ -485,7 +486,10 @@ class CoreDelivery implements Delivery {
   }
 
   respond(data: Uint8Array, headers: MsgHdrs): void {
-    this.#msg.respond(data, { headers });
+    const reply = this.#msg.reply;
+    if (!reply || !respondFast(this.#service.nc, reply, headers, data)) {
+      this.#msg.respond(data, { headers });
+    }
   }
 
   /** Called by the endpoint's slots once this message holds one. */
