@@ -143,6 +143,9 @@ function unguardedUses(source: string, name: string, declared: number): number[]
   for (const match of source.matchAll(use)) {
     const at = match.index;
     if (at === declared) continue;
+    // A range of a regular expression's character class, as in `/[A-Za-z]/` for a name `Za`:
+    // in code it could only be arithmetic on the function, never a call of it.
+    if (/[[-]/.test(source[at - 1] ?? "") && source[at + name.length] === "-") continue;
     if (regions.some(([start, end]) => at >= start && at < end)) continue;
     const typeofAt = source.lastIndexOf("typeof", at);
     const guardEnd = typeofAt >= 0 && /^typeof\s+$/.test(source.slice(typeofAt, at))

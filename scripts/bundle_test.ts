@@ -28,6 +28,16 @@ Deno.test("stripRequirePrelude removes the prelude when the only use is guarded 
   assert.ok(!result.source.includes("node:module"));
 });
 
+Deno.test("stripRequirePrelude: a regular expression's range that spells the name is no use", () => {
+  // The minifier may name the require function `Za`; `[A-Za-z]` then spells it.
+  const prelude = IMPORT_MIN.replace("var r=", "var Za=");
+  const body = 'mg=/^[A-Za-z0-9_]+$/,ok=/[Za-z]/;typeof Za<"u"&&(u=Za("node:crypto"));';
+  const result = stripRequirePrelude(prelude + body);
+  assert.equal(result.stripped, true, result.reason);
+  // A call is still a use, whatever is around it.
+  assert.equal(stripRequirePrelude(prelude + "x=-Za-(1);y=Za(2);").stripped, false);
+});
+
 Deno.test("stripRequirePrelude removes the prelude behind an if block or a ternary (not minified)", () => {
   const body =
     'if (typeof __require !== "undefined") {\n  crypto = __require("node:crypto");\n}\n' +
