@@ -37,7 +37,8 @@ interface ProtocolHandler {
 export const fastReplies: { written: number; declined: number } = { written: 0, declined: 0 };
 
 const SLAB_BYTES = 64 * 1024;
-let slab = new Uint8Array(SLAB_BYTES);
+// Empty until the first reply: a service that never replies allocates none.
+let slab = new Uint8Array(0);
 let slabUsed = 0;
 
 /** The protocol handler of `nc`, when it has the shape this module relies on. */
