@@ -76,6 +76,11 @@ export class Deadlines {
   readonly #now: () => number;
   readonly #tickMs: number;
   #ticker: ReturnType<typeof setInterval> | undefined;
+  /** The reading {@linkcode Deadlines.arrivalTime} gives until the current task's microtasks end; -1 when none. */
+  #arrival = -1;
+  readonly #forgetArrival = () => {
+    this.#arrival = -1;
+  };
 
   /**
    * Creates an empty set; nothing ticks until something is watched.
@@ -92,6 +97,21 @@ export class Deadlines {
     return this.#now();
   }
 
+  /**
+   * The time on this set's clock at which the current run of synchronous code
+   * first asked: one reading serves until the microtasks queued so far have
+   * run. The messages parsed from one socket read arrive together, so they
+   * share one start instead of paying a clock read each (about 0.2 µs in
+   * Deno); a deadline counted from it is earlier by at most that run.
+   */
+  arrivalTime(): number {
+    if (this.#arrival < 0) {
+      this.#arrival = this.#now();
+      queueMicrotask(this.#forgetArrival);
+    }
+    return this.#arrival;
+  }
+
   /** How many are watched. */
   get size(): number {
     return this.#watched.length;
@@ -104,7 +124,7 @@ export class Deadlines {
    * @param timeoutMs Its timeout: a shorter one makes the ticker tick faster.
    */
   watch(item: Expirable, timeoutMs: number): void {
-    if (this.#watched[item.deadlineSlot ?? -1] === item) return;
+    if (isWatchedIn(this.#watched, item)) return;
     item.deadlineSlot = this.#watched.length;
     this.#watched.push(item);
     this.#ticker ??= setInterval(
@@ -119,9 +139,9 @@ export class Deadlines {
    * @param item What no longer expires.
    */
   unwatch(item: Expirable): void {
-    const slot = item.deadlineSlot ?? -1;
     const watched = this.#watched;
-    if (watched[slot] !== item) return;
+    if (!isWatchedIn(watched, item)) return;
+    const slot = item.deadlineSlot!;
     const last = watched.pop()!;
     if (last !== item) {
       watched[slot] = last;
@@ -144,7 +164,7 @@ export class Deadlines {
     }
     if (!due) return;
     for (const item of due) {
-      if (watched[item.deadlineSlot ?? -1] !== item) continue;
+      if (!isWatchedIn(watched, item)) continue;
       this.unwatch(item);
       item.expire();
     }
@@ -167,4 +187,14 @@ export class Deadlines {
     clearInterval(this.#ticker);
     this.#ticker = undefined;
   }
+}
+
+/**
+ * Whether `item` is at its slot in `watched`. An unwatched item's slot is -1,
+ * which must not be used as an index: `array[-1]` is a property lookup along
+ * the prototype chain, about 90 ns against a few for an element.
+ */
+function isWatchedIn(watched: readonly Expirable[], item: Expirable): boolean {
+  const slot = item.deadlineSlot ?? -1;
+  return slot >= 0 && watched[slot] === item;
 }

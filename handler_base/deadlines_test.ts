@@ -65,3 +65,40 @@ Deno.test("Deadlines lets an expiring item unwatch others", () => {
     deadlines.stop();
   }
 });
+
+Deno.test("Deadlines gives one arrival time per synchronous run, and a new one after its microtasks", async () => {
+  let reads = 0;
+  const deadlines = new Deadlines({ now: () => ++reads * 10 });
+  const first = deadlines.arrivalTime();
+  assert.equal(deadlines.arrivalTime(), first);
+  assert.equal(reads, 1);
+  await Promise.resolve();
+  const next = deadlines.arrivalTime();
+  assert.equal(reads, 2);
+  assert.ok(next > first);
+  // now() always reads the clock.
+  assert.equal(deadlines.now(), 30);
+  assert.equal(deadlines.now(), 40);
+});
+
+Deno.test("Deadlines does not mistake an item for a watched one by its slot alone", () => {
+  const log: string[] = [];
+  const deadlines = new Deadlines({ now: () => 100 });
+  try {
+    const watched = item("watched", 10, log);
+    const stranger = item("stranger", 10, log);
+    deadlines.watch(watched, 100);
+    // A slot that points at another item, one out of range, and -1.
+    for (const slot of [0, 5, -1]) {
+      stranger.deadlineSlot = slot;
+      deadlines.unwatch(stranger);
+      assert.equal(deadlines.size, 1);
+    }
+    deadlines.watch(stranger, 100);
+    assert.equal(deadlines.size, 2);
+    deadlines.check();
+    assert.deepEqual(log.sort(), ["stranger", "watched"]);
+  } finally {
+    deadlines.stop();
+  }
+});

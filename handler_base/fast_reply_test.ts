@@ -10,7 +10,7 @@ import {
   request,
 } from "./natsutil.ts";
 import { startNatsServer } from "./testing/nats_server.ts";
-import { fastReplies, respondFast } from "./fast_reply.ts";
+import { fastReplies, replyBytesOf, respondFast } from "./fast_reply.ts";
 
 interface Protocol {
   sendCommand(command: string | Uint8Array, ...payloads: Uint8Array[]): void;
@@ -54,7 +54,74 @@ Deno.test("respondFast queues the bytes nats.js would, headers and counters incl
       const byNats = queued(nc, () => nc.publish(reply, data, { headers }));
       const fast = queued(nc, () => assert.equal(respondFast(nc, reply, headers, data), true));
       assert.deepEqual(fast, byNats, reply);
+      const asBytes = new TextEncoder().encode(reply);
+      const fromBytes = queued(nc, () => respondFast(nc, asBytes, headers, data));
+      assert.deepEqual(fromBytes, byNats, `${reply} as bytes`);
     }
+  } finally {
+    await nc.close();
+  }
+});
+
+Deno.test("respondFast writes every length as nats.js does, and a UTF-8 reply subject given as bytes", async () => {
+  await using server = await startNatsServer();
+  const nc = await connectNats({ servers: server.url, name: "fast-reply-lengths" });
+  try {
+    const headers = messageHeaders("t");
+    const head = (headers as MsgHdrs & { encode(): Uint8Array }).encode().length;
+    // Payload sizes whose totals (headers and payload) cross each power of ten.
+    const sizes = [0, 1];
+    for (const boundary of [100, 1000, 10_000, 100_000]) {
+      sizes.push(boundary - head - 1, boundary - head, boundary - head + 1);
+    }
+    for (const size of sizes) {
+      const data = new Uint8Array(size).fill(size % 251);
+      const byNats = queued(nc, () => nc.publish("_INBOX.len", data, { headers }));
+      const fast = queued(nc, () => respondFast(nc, "_INBOX.len", headers, data));
+      assert.deepEqual(fast, byNats, `${size} bytes`);
+    }
+    const data = new Uint8Array([1, 2, 3]);
+    const byNats = queued(nc, () => nc.publish("_INBOX.ü", data, { headers }));
+    const fast = queued(
+      nc,
+      () =>
+        assert.equal(respondFast(nc, new TextEncoder().encode("_INBOX.ü"), headers, data), true),
+    );
+    assert.deepEqual(fast, byNats);
+  } finally {
+    await nc.close();
+  }
+});
+
+Deno.test("replyBytesOf gives a delivered message's reply subject as it arrived", async () => {
+  await using server = await startNatsServer();
+  const nc = await connectNats({ servers: server.url, name: "reply-bytes" });
+  try {
+    const seen: [Uint8Array | undefined, string][] = [];
+    const sub = nc.subscribe("test.reply-bytes", {
+      callback: (_error, msg) => {
+        seen.push([replyBytesOf(msg), msg.reply ?? ""]);
+      },
+    });
+    nc.publish("test.reply-bytes", new Uint8Array(1), { reply: "_INBOX.some.reply.7" });
+    nc.publish("test.reply-bytes", new Uint8Array(1));
+    nc.publish("test.reply-bytes", new Uint8Array(1), {
+      reply: "r.2",
+      headers: messageHeaders("t"),
+    });
+    await nc.flush();
+    await sub.drain();
+    const text = seen.map(([bytes, reply]) => [new TextDecoder().decode(bytes), reply]);
+    assert.deepEqual(text, [
+      ["_INBOX.some.reply.7", "_INBOX.some.reply.7"],
+      ["", ""],
+      ["r.2", "r.2"],
+    ]);
+    // A message of another shape: the caller reads msg.reply instead.
+    assert.equal(
+      replyBytesOf({ reply: "x" } as unknown as Parameters<typeof replyBytesOf>[0]),
+      undefined,
+    );
   } finally {
     await nc.close();
   }
@@ -72,6 +139,8 @@ Deno.test("respondFast declines what only nats.js handles, and queues nothing th
   };
   // A reply subject that is not ASCII: nats.js encodes it as UTF-8.
   none(() => respondFast(nc, "_INBOX.ü", headers, new Uint8Array(1)));
+  // No reply subject.
+  none(() => respondFast(nc, new Uint8Array(0), headers, new Uint8Array(1)));
   // Over the server's max_payload (1 MiB): nats.js throws its own error.
   none(() => respondFast(nc, "_INBOX.big", headers, new Uint8Array(1024 * 1024 + 1)));
   // Draining: nats.js refuses to publish.
@@ -90,7 +159,7 @@ Deno.test("respondFast declines what only nats.js handles, and queues nothing th
   await nc.close();
   // Closed: nats.js throws ClosedConnectionError.
   none(() => respondFast(nc, "_INBOX.c", headers, new Uint8Array(1)));
-  assert.equal(fastReplies.declined, declined + 5);
+  assert.equal(fastReplies.declined, declined + 6);
 });
 
 Deno.test("an endpoint's replies take the fast path with the nats-core this project pins", async () => {

@@ -127,7 +127,7 @@ export class MessageRun implements HandlerContext {
     this.#state = state;
     this.#delivery = delivery;
     this.#release = release;
-    this.#started = runtime.deadlines.now();
+    this.#started = runtime.deadlines.arrivalTime();
     this.deadlineAt = this.#started + state.timeoutMs;
     this.service = runtime.name;
     this.headers = delivery.headers;

@@ -47,7 +47,7 @@ import type { ConsumeMode } from "./consume_config.ts";
 import { DEADLINE_TICK_MS, Deadlines } from "./deadlines.ts";
 import type { Endpoint } from "./endpoint.ts";
 import { EndpointState } from "./endpoint_state.ts";
-import { respondFast } from "./fast_reply.ts";
+import { replyBytesOf, respondFast } from "./fast_reply.ts";
 import { OverloadedError, TimeoutError, toErrorResponse } from "./errors.ts";
 import {
   type Delivery,
@@ -482,11 +482,11 @@ class CoreDelivery implements Delivery {
   }
 
   get wantsReply(): boolean {
-    return Boolean(this.#msg.reply);
+    return (replyBytesOf(this.#msg) ?? this.#msg.reply ?? "").length > 0;
   }
 
   respond(data: Uint8Array, headers: MsgHdrs): void {
-    const reply = this.#msg.reply;
+    const reply = replyBytesOf(this.#msg) ?? this.#msg.reply;
     if (!reply || !respondFast(this.#service.nc, reply, headers, data)) {
       this.#msg.respond(data, { headers });
     }
