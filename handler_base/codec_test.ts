@@ -594,3 +594,56 @@ Deno.test("small results share a slab without overlapping; large ones own their 
   assert.equal(large.byteOffset, 0);
   assert.equal(large.buffer.byteLength, large.byteLength);
 });
+
+Deno.test("codec: results that outgrow the slab's free space mid-write encode like protobuf-es", () => {
+  // A filler result of random size leaves the slab at every fill level, so the next
+  // result moves to a fresh slab or to a buffer of its own partway through, inside nested
+  // messages whose lengths need more than one byte too.
+  const filler = compileCodec(TTSStatusSchema);
+  const r = new Random(4242);
+  let moved = 0;
+  for (let i = 0; i < 600; i++) {
+    const before = filler.encode({ message: "f".repeat(r.int(1200)) });
+    const init = randomInit(r, KitchenSchema);
+    assertEncodesLikeProtobufEs(KitchenSchema, init, `#${i}`);
+    const after = filler.encode({});
+    if (after.buffer !== before.buffer) moved++;
+  }
+  assert.ok(moved > 50, `only ${moved} results moved to a new buffer`);
+});
+
+Deno.test("codec: a large result is a copy, so the next large result cannot overwrite it", () => {
+  const codec = compileCodec(TTSStatusSchema);
+  const first = codec.encode({ message: "a".repeat(20_000) });
+  const second = codec.encode({ message: "b".repeat(30_000) });
+  const small = codec.encode({ message: "c" });
+  assert.equal(codec.decode(first).message, "a".repeat(20_000));
+  assert.equal(codec.decode(second).message, "b".repeat(30_000));
+  assert.equal(codec.decode(small).message, "c");
+  assert.notEqual(first.buffer, second.buffer);
+  assert.equal(first.buffer.byteLength, first.byteLength);
+  assert.ok(small.buffer.byteLength > small.byteLength, "a small result is a view into the slab");
+});
+
+Deno.test("codec: strings with a replacement character, valid or not, decode like protobuf-es", () => {
+  const encoder = new TextEncoder();
+  const field = (text: Uint8Array) => concat(new Uint8Array([0x0a, text.length]), text);
+  const cases: [string, Uint8Array][] = [
+    ["short valid U+FFFD", field(encoder.encode("a\uFFFDb"))],
+    ["long valid U+FFFD", field(encoder.encode(`${"x".repeat(40)}\uFFFD${"y".repeat(20)}`))],
+    ["long invalid byte", field(concat(encoder.encode("x".repeat(40)), new Uint8Array([0xff])))],
+    [
+      "long truncated sequence",
+      field(concat(encoder.encode("y".repeat(30)), new Uint8Array([0xe2, 0x98]))),
+    ],
+    [
+      "long overlong NUL",
+      field(concat(encoder.encode("z".repeat(30)), new Uint8Array([0xc0, 0x80]))),
+    ],
+    ["short invalid byte", field(new Uint8Array([0x61, 0xff]))],
+  ];
+  for (const [label, bytes] of cases) {
+    assertDecodesLikeProtobufEs(TTSStatusSchema, bytes, label);
+    assertDecodesLikeProtobufEs(KitchenSchema, bytes, `${label} (Kitchen)`);
+  }
+});
