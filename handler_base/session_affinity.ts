@@ -44,7 +44,7 @@
  *
  * @module
  */
-import { jetstreamManager } from "@nats-io/jetstream";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { type KV, Kvm } from "@nats-io/kv";
 import { delay } from "./async.ts";
 import type { Logger } from "./log.ts";
@@ -250,7 +250,13 @@ export async function createSessionAffinity(
   if (!Number.isInteger(replicas) || replicas < 1 || replicas > 5) {
     throw new RangeError(`Cannot create session affinity: replicas ${replicas} is not 1 to 5`);
   }
-  const kv = await new Kvm(nc).create(options.bucket, { ttl: ttlMs, history: 1, replicas });
+  // No JetStream account check first (one round trip at start-up): without JetStream, opening
+  // the bucket's stream fails as well.
+  const kv = await new Kvm(jetstream(nc, { checkAPI: false })).create(options.bucket, {
+    ttl: ttlMs,
+    history: 1,
+    replicas,
+  });
   await raiseReplicas(nc, options.bucket, replicas, options.logger);
   const affinity = new KvSessionAffinity(kv, { ...options, ttlMs });
   await affinity.announce();
@@ -426,11 +432,18 @@ class KvSessionAffinity implements SessionAffinity {
 
   /** Writes this replica's membership key and reads the others'. */
   async announce(): Promise<void> {
+    // The write and the listing go out together (a round trip less at start-up, where
+    // readiness waits for this); the listing may miss this replica's own key, which counts anyway.
+    const [written, listed] = await Promise.allSettled([
+      this.#kv.put(`m.${this.replicaId}`, this.replicaId),
+      this.#kv.keys("m.*"),
+    ]);
     try {
-      await this.#kv.put(`m.${this.replicaId}`, this.replicaId);
+      if (listed.status === "rejected") throw listed.reason;
       const members = new Set<string>([this.replicaId]);
-      for await (const key of await this.#kv.keys("m.*")) members.add(key.slice(2));
+      for await (const key of listed.value) members.add(key.slice(2));
       this.#members = [...members];
+      if (written.status === "rejected") throw written.reason;
     } catch (error) {
       this.#options.logger?.warn("Cannot refresh the replica membership", { error });
     }

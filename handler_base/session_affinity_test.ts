@@ -214,3 +214,38 @@ Deno.test("SessionAffinity on a three-node cluster: the bucket has three replica
     await Promise.all([a!.close(), b!.close(), admin!.close()]);
   }
 });
+
+Deno.test("createSessionAffinity fails at once without JetStream, and each replica lists the others at start", async () => {
+  await using plain = await startNatsServer({ jetstream: false });
+  const noJs = await connectNats({ servers: plain.url, name: "no-js" });
+  try {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const outcome = await Promise.race([
+      createSessionAffinity(noJs, { bucket: "t_nojs" }).then(
+        () => "opened",
+        (error) => error instanceof Error ? "failed" : "threw a non-error",
+      ),
+      new Promise<string>((resolve) => timer = setTimeout(() => resolve("hung"), 10_000)),
+    ]);
+    clearTimeout(timer);
+    assert.equal(outcome, "failed");
+  } finally {
+    await noJs.close();
+  }
+
+  await using server = await startNatsServer();
+  const ncs = await Promise.all(
+    [0, 1, 2].map(() => connectNats({ servers: server.url, name: "t" })),
+  );
+  const opened = [];
+  try {
+    for (const [i, nc] of ncs.entries()) {
+      opened.push(await createSessionAffinity(nc, { bucket: "t_members", replicaId: `m${i}` }));
+    }
+    // Opened one after the other: each one found those before it.
+    assert.deepEqual(opened.map((a) => a.members().length), [1, 2, 3]);
+  } finally {
+    for (const affinity of opened) await affinity[Symbol.asyncDispose]();
+    await Promise.all(ncs.map((nc) => nc.close()));
+  }
+});
