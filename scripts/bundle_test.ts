@@ -2,7 +2,15 @@ import assert from "node:assert/strict";
 import { connectNats, request } from "../handler_base/natsutil.ts";
 import { TTSRequestSchema, TTSVoiceListResponseSchema } from "../handler_base/messages.ts";
 import { runEntryToExit, startServiceProcess } from "../handler_base/testing/service_process.ts";
-import { binaryFlags, serviceRuns, startBackends } from "../bench/perf/services.ts";
+import { eventually } from "../handler_base/testing/eventually.ts";
+import { freePort } from "../handler_base/testing/ports.ts";
+import {
+  binaryFlags,
+  NATS_READY_BUNDLE,
+  natsReadyFlags,
+  serviceRuns,
+  startBackends,
+} from "../bench/perf/services.ts";
 import {
   BUNDLE_TARGETS,
   bundleAll,
@@ -195,6 +203,37 @@ Deno.test({
             },
           );
         }
+        await t.step(
+          "the floor baseline's bundle: /ready 200 once connected, answers",
+          async () => {
+            await bundleTarget({ name: "nats-ready", entry: "bench/perf/nats_ready.ts" }, {
+              outDir: dir,
+            });
+            const port = freePort();
+            const floor = new Deno.Command(Deno.execPath(), {
+              args: ["run", ...natsReadyFlags(), `${dir}/${NATS_READY_BUNDLE}`],
+              clearEnv: true,
+              env: { NATS_URL: backends.nats.url, HEALTH_PORT: String(port) },
+              stdin: "null",
+              stdout: "null",
+              stderr: "null",
+            }).spawn();
+            try {
+              await eventually(async () => {
+                const response = await fetch(`http://127.0.0.1:${port}/ready`);
+                await response.body?.cancel();
+                return response.status === 200;
+              });
+              const echo = await client.request("bench.nats-ready", new Uint8Array([7]), {
+                timeout: 5000,
+              });
+              assert.deepEqual([...echo.data], [7]);
+            } finally {
+              floor.kill("SIGKILL");
+              await floor.status;
+            }
+          },
+        );
       } finally {
         await client.close();
       }

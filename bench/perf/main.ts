@@ -16,7 +16,7 @@
 import { loadAverage } from "./proc.ts";
 import { measureIdle, measureUnderLoad } from "./memory.ts";
 import { buildBundles, startBackends } from "./services.ts";
-import { measureStartup } from "./startup.ts";
+import { measureStartup, NATS_READY_NAME } from "./startup.ts";
 import { median, spread } from "./stats.ts";
 import { measureThroughput, type Sample } from "./throughput.ts";
 
@@ -74,7 +74,8 @@ for (const setting of [[1, 1], [64, 1], [64, loaders]] as const) {
 }
 const bare = idle.find((r) => r.name.startsWith("bare"))!;
 const raw = idle.find((r) => r.name.startsWith("raw"))!;
-for (const row of idle.filter((r) => r !== bare && r !== raw)) {
+const floor = idle.find((r) => r.name === NATS_READY_NAME)!;
+for (const row of idle.filter((r) => r.env !== "baseline")) {
   rows.push([
     `idle VmRSS, ${row.name} (${row.env}; anon ${row.anonMiB.toFixed(0)}, file ${
       row.fileMiB.toFixed(0)
@@ -82,7 +83,7 @@ for (const row of idle.filter((r) => r !== bare && r !== raw)) {
     `${row.rssMiB.toFixed(1)} MiB (${(row.rssMiB * 1.048576).toFixed(1)} MB)`,
     `bare Deno ${bare.rssMiB.toFixed(1)} MiB (anon ${bare.anonMiB.toFixed(0)}), nats.js alone ${
       raw.rssMiB.toFixed(1)
-    } MiB`,
+    } MiB, ${NATS_READY_NAME} ${floor.rssMiB.toFixed(1)} MiB`,
     (row.rssMiB / bare.rssMiB).toFixed(2),
     "≤ 50 MB",
   ]);
@@ -95,7 +96,8 @@ rows.push([
   "≤ 80 MB (1 min)",
 ]);
 const base = startup.find((r) => r.name.startsWith("bare"))!;
-for (const row of startup.filter((r) => r !== base)) {
+const startFloor = startup.find((r) => r.name === NATS_READY_NAME)!;
+for (const row of startup.filter((r) => r !== base && r !== startFloor)) {
   rows.push([
     `spawn to /ready 200, ${row.name} (${row.kind}; ${row.runs.length} runs, spread ${
       spread(row.runs)
@@ -103,6 +105,8 @@ for (const row of startup.filter((r) => r !== base)) {
     `${median(row.runs).toFixed(0)} ms (CPU ${median(row.cpu).toFixed(0)} ms)`,
     `bare Deno.serve ${median(base.runs).toFixed(0)} ms (spread ${spread(base.runs)}; CPU ${
       median(base.cpu).toFixed(0)
+    } ms), ${NATS_READY_NAME} ${median(startFloor.runs).toFixed(0)} ms (CPU ${
+      median(startFloor.cpu).toFixed(0)
     } ms)`,
     (median(row.runs) / median(base.runs)).toFixed(2),
     "≤ 100 ms",

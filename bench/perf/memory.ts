@@ -1,8 +1,10 @@
 /**
  * Resident memory (`VmRSS`) of every service of `services/table.ts` once
  * `/ready` answers 200 and a second has passed, beside the baselines of the
- * same run: a bare `deno run` script (`bare_ready.ts`) and nats.js alone,
- * connected and subscribed (`raw_nats.ts`). Each service runs with
+ * same run: a bare `deno run` script (`bare_ready.ts`), nats.js alone,
+ * connected and subscribed (`raw_nats.ts`), and the floor of a NATS service,
+ * nats.js and a `/ready`, bundled and started as a binary (`nats_ready.ts`).
+ * Each service runs with
  * exactly its permission set, three ways: `deno run services/<x>.ts` (core
  * mode, telemetry off, no V8 flags); its bundle (`scripts/bundle.ts`, the
  * artifact the image compiles) started as its compiled binary starts
@@ -26,10 +28,12 @@ import {
   AS_SHIPPED_ENV,
   type Backends,
   buildBundles,
+  NATS_READY_BUNDLE,
+  natsReadyFlags,
   type ServiceRun,
   serviceRuns,
 } from "./services.ts";
-import { BARE_READY } from "./startup.ts";
+import { BARE_READY, NATS_READY_NAME } from "./startup.ts";
 
 const RAW_NATS = new URL("./raw_nats.ts", import.meta.url).pathname;
 const ROOT = new URL("../../", import.meta.url).pathname;
@@ -133,6 +137,18 @@ export async function measureIdle(backends: Backends, bundleDir: string): Promis
   });
   raw.kill("SIGKILL");
   await raw.status;
+  const floorArgs = ["run", ...natsReadyFlags(), `${bundleDir}/${NATS_READY_BUNDLE}`];
+  const floorEnv = { NATS_URL: backends.nats.url };
+  await stop(await startReady(floorArgs, floorEnv)); // its first run writes its code cache
+  const floor = await startReady(floorArgs, floorEnv);
+  await settle();
+  rows.push({
+    name: NATS_READY_NAME,
+    env: "baseline",
+    rssMiB: rssMiB(floor.child.pid),
+    ...split(floor.child.pid),
+  });
+  await stop(floor);
   await using receiver = startOtlpReceiver();
   const kinds: MemoryKind[] = ["deno run services/<x>.ts", "bundle", "bundle, Deployment env"];
   for (const service of serviceRuns(backends, bundleDir)) {

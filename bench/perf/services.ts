@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { bundleAll } from "../../scripts/bundle.ts";
+import { bundleAll, bundleTarget } from "../../scripts/bundle.ts";
 import { ensureStreams } from "../../handler_base/streams.ts";
 import { connectNats } from "../../handler_base/natsutil.ts";
 import { startFakeWhisper } from "../../handler_base/testing/fake_whisper.ts";
@@ -65,15 +65,19 @@ export async function startBackends(): Promise<Backends> {
 
 /** Every service's bundle (`scripts/bundle.ts`), in a temporary directory removed on dispose. */
 export interface Bundles extends AsyncDisposable {
-  /** The directory holding `<name>.js` per service. */
+  /** The directory holding `<name>.js` per service, and {@linkcode NATS_READY_BUNDLE}. */
   readonly dir: string;
 }
 
-/** Builds every service's bundle into a temporary directory. */
+/** The file name of the floor baseline's bundle (`nats_ready.ts`) in a {@linkcode Bundles} directory. */
+export const NATS_READY_BUNDLE = "nats-ready.js";
+
+/** Builds every service's bundle, and the floor baseline's, into a temporary directory. */
 export async function buildBundles(): Promise<Bundles> {
   const dir = await Deno.makeTempDir({ prefix: "bench-bundles-" });
   try {
     await bundleAll(dir, SERVICES.map((s) => s.name));
+    await bundleTarget({ name: "nats-ready", entry: "bench/perf/nats_ready.ts" }, { outDir: dir });
   } catch (error) {
     await Deno.remove(dir, { recursive: true });
     throw error;
@@ -158,15 +162,35 @@ export function serviceRun(
  * @returns The flags, to put before the bundle's path.
  */
 export function binaryFlags(name: string, extraRead?: string): string[] {
+  const permissions = permissionSet(name);
+  if (extraRead && permissions.read !== true) {
+    permissions.read = [...(permissions.read ?? []), extraRead];
+  }
+  return asBinaryFlags(permissions);
+}
+
+/**
+ * The flags that start the floor baseline's bundle (`nats_ready.ts`) as a compiled binary of
+ * it would start, as {@linkcode binaryFlags} does for a service: only the network, and the
+ * two variables it reads.
+ *
+ * @returns The flags, to put before the bundle's path.
+ */
+export function natsReadyFlags(): string[] {
+  return asBinaryFlags({ net: true, env: ["NATS_URL", "HEALTH_PORT"] });
+}
+
+function permissionSet(name: string): Record<string, true | string[]> {
   const config = JSON.parse(Deno.readTextFileSync(`${ROOT}deno.json`));
   const set: Record<string, true | string[]> | undefined = config.permissions?.[name];
   if (!set) {
     throw new Error(`Cannot run "${name}" as its binary: deno.json has no such permission set`);
   }
-  const permissions = { ...set };
-  if (extraRead && permissions.read !== true) {
-    permissions.read = [...(permissions.read ?? []), extraRead];
-  }
+  return { ...set };
+}
+
+function asBinaryFlags(permissions: Record<string, true | string[]>): string[] {
+  const config = JSON.parse(Deno.readTextFileSync(`${ROOT}deno.json`));
   const v8Flags = Deno.readTextFileSync(`${ROOT}Dockerfile`).match(/^ARG V8_FLAGS=(\S+)$/m)?.[1];
   if (!v8Flags) throw new Error("Cannot read the default of ARG V8_FLAGS in the Dockerfile");
   return [

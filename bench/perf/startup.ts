@@ -1,7 +1,9 @@
 /**
  * Spawn to `/ready` answering 200, for every service of `services/table.ts`
- * and for a baseline: a bare `deno run` script that serves `/ready` with
- * `Deno.serve` (what any Deno service pays before its own code). Each service
+ * and for two baselines: a bare `deno run` script that serves `/ready` with
+ * `Deno.serve` (what any Deno service pays before its own code), and the
+ * floor of a NATS service on this runtime, nats.js connected and that
+ * `/ready`, bundled and started as a binary (`nats_ready.ts`). Each service
  * is measured three ways: `deno run services/<x>.ts`; its bundle
  * (`scripts/bundle.ts`, the artifact the image compiles) started as its
  * compiled binary starts (`binaryFlags`: no config read, the permission set,
@@ -18,7 +20,14 @@
  */
 import { freePort } from "../../handler_base/testing/ports.ts";
 import { cpuMs } from "./proc.ts";
-import { AS_SHIPPED_ENV, type Backends, buildBundles, serviceRuns } from "./services.ts";
+import {
+  AS_SHIPPED_ENV,
+  type Backends,
+  buildBundles,
+  NATS_READY_BUNDLE,
+  natsReadyFlags,
+  serviceRuns,
+} from "./services.ts";
 import { median, spread } from "./stats.ts";
 
 /** One start: wall time from spawn to the first `/ready` 200, and the CPU the process used by then. */
@@ -62,6 +71,12 @@ export async function spawnToReady(
   }
 }
 
+/**
+ * The name of the floor baseline's rows: nats.js connected and `/ready`, bundled and started
+ * as a binary (`nats_ready.ts`).
+ */
+export const NATS_READY_NAME = "nats.js + /ready, bundle (floor)";
+
 /** The baseline: a bare script answering `/ready` on `HEALTH_PORT`. */
 export const BARE_READY = new URL("./bare_ready.ts", import.meta.url).pathname;
 
@@ -100,6 +115,12 @@ export async function measureStartup(
       kind: "",
       args: ["run", "-A", BARE_READY],
       env: {},
+    },
+    {
+      name: NATS_READY_NAME,
+      kind: "",
+      args: ["run", ...natsReadyFlags(), `${bundleDir}/${NATS_READY_BUNDLE}`],
+      env: { NATS_URL: backends.nats.url },
     },
   ];
   for (const s of serviceRuns(backends, bundleDir)) {
