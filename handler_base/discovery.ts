@@ -27,6 +27,7 @@
  */
 import { nuid } from "@nats-io/nats-core";
 import type { Service } from "./handler.ts";
+import { isoTime } from "./iso_time.ts";
 import type { Msg, NatsConnection } from "./natsutil.ts";
 
 /**
@@ -245,7 +246,7 @@ export function startDiscovery(service: Service, options: DiscoveryOptions = {})
   }
   const id = options.id ?? nuid.next();
   const metadata = { ...options.metadata };
-  const started = new Date().toISOString();
+  const started = isoTime();
   const identity = { name, id, version, metadata };
   const jetstream = new Set(service.jetstreamEndpoints);
 

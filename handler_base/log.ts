@@ -16,6 +16,7 @@
  *
  * @module
  */
+import { isoTime } from "./iso_time.ts";
 
 /**
  * The log levels, least severe first.
@@ -120,7 +121,7 @@ function makeLogger(
   const enabled = (l: LogLevel) => LOG_LEVELS.indexOf(l) >= threshold;
   const emit = (l: LogLevel, msg: string, fields?: LogFields) => {
     if (!enabled(l)) return;
-    const record = { ts: new Date().toISOString(), level: l, ...base, msg, ...fields };
+    const record = { ts: isoTime(), level: l, ...base, msg, ...fields };
     write(JSON.stringify(record, serializeValue));
   };
   return {
