@@ -136,4 +136,14 @@ Deno.test("speakable() removes Markdown marks and keeps the words", () => {
   assert.equal(speakable("---"), "");
   assert.equal(speakable("```"), "");
   assert.equal(speakable("42"), "42");
+  assert.equal(speakable("• first point\n• second"), "first point second");
+});
+
+Deno.test("SentenceChunker sees an abbreviation behind an opening quote", () => {
+  const text = "He said “Dr. Who is here.” Then ‘e.g. this’ went on. End.";
+  assert.deepEqual(chunk(chars(text), { minChars: 5 }), [
+    "He said “Dr. Who is here.”",
+    "Then ‘e.g. this’ went on.",
+    "End.",
+  ]);
 });
