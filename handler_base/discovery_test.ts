@@ -189,3 +189,46 @@ Deno.test("startDiscovery() adds the data option's fields to every endpoint's ST
   await service.stop({ graceMs: 100 });
   await nc.close();
 });
+
+Deno.test("$SRV.STATS counts a handler's whole time, and started is an RFC 3339 UTC time", async () => {
+  await using server = await startNatsServer({ jetstream: false });
+  const nc = await connectNats({ servers: server.url, name: "slow" });
+  const client = await connectNats({ servers: server.url, name: "client" });
+  const service = createService(nc, {
+    name: "slow-svc",
+    logger: quiet,
+    endpoints: [defineEndpoint({
+      subject: "test.slow",
+      name: "slow",
+      request: TTSRequestSchema,
+      response: TTSStatusSchema,
+      // Several messages arrive in one read and start together; each then takes 40 ms of its own.
+      handle: (req) =>
+        new Promise((resolve) =>
+          setTimeout(() => resolve({ status: "ok", message: req.text }), 40)
+        ),
+    })],
+  });
+  const before = Date.now();
+  await service.start();
+  const discovery = startDiscovery(service, {});
+  try {
+    await nc.flush();
+    await Promise.all(
+      ["a", "b", "c", "d"].map((text) =>
+        request(client, "test.slow", TTSRequestSchema, { text }, TTSStatusSchema, { timeout: 5000 })
+      ),
+    );
+    const [stats] = await ask<StatsResponse>(client, "$SRV.STATS.slow-svc", 1);
+    const slow = stats!.endpoints.find((e) => e.name === "slow")!;
+    assert.equal(slow.num_requests, 4);
+    assert.ok(slow.average_processing_time >= 40e6, `${slow.average_processing_time} ns`);
+    assert.match(stats!.started, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    const started = Date.parse(stats!.started);
+    assert.ok(started >= before - 1 && started <= Date.now(), stats!.started);
+  } finally {
+    await discovery.stop();
+    await service.stop({ graceMs: 1000 });
+    await Promise.all([nc.close(), client.close()]);
+  }
+});
