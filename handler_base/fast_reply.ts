@@ -13,10 +13,12 @@
  *
  * It goes through nats-core's protocol handler (`sendCommand`, the
  * `outBytes`/`outMsgs` counters, `info.max_payload`, `noMorePublishing`),
- * which nats-core does not export as API. Whenever that handler is not as
- * expected, or the reply needs what only nats.js does (a closed or draining
- * connection's error, a payload over the server's limit, a non-ASCII reply
- * subject), {@linkcode respondFast} answers `false` and the caller uses
+ * and {@linkcode replyBytesOf} reads the reply subject's bytes from the
+ * parsed message (`_msg.reply`), neither of which nats-core exports as API.
+ * Whenever they are not as expected, or the reply needs what only nats.js
+ * does (a closed or draining connection's error, a payload over the server's
+ * limit, a non-ASCII reply subject given as a string), {@linkcode respondFast}
+ * answers `false` (or `replyBytesOf` `undefined`) and the caller uses
  * `Msg.respond`. `fast_reply_test.ts` checks, against the nats-core this
  * project pins, that both write the same bytes and that this path is taken.
  *
