@@ -418,9 +418,9 @@ class Reader {
 }
 
 const utf8Strict = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+const utf8Lenient = new TextDecoder("utf-8", { ignoreBOM: true });
 /** The longest string decoded in JavaScript when it is ASCII (longer ones concatenate slower than TextDecoder). */
 const SHORT_STRING = 16;
-const utf8Lenient = new TextDecoder("utf-8", { ignoreBOM: true });
 
 /** Reads a varint as protobuf-es's `uint32()` does: its low 32 bits, up to 10 bytes. */
 function readVarint32(r: Reader): number {
