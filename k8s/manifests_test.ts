@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { configVarNames } from "@homelab/handler-base/config";
 import { loadAll } from "js-yaml";
-import { renderManifests } from "../scripts/manifests.ts";
+import { renderManifests, runtimeEnv } from "../scripts/manifests.ts";
 import { SERVICES } from "../services/table.ts";
 
 const root = new URL("../", import.meta.url);
@@ -44,10 +44,10 @@ Deno.test("kubectl kustomize k8s/ renders every service hardened, probed and sca
     const pod = find(all, "Deployment", service.name).spec.template.spec;
     const [container] = pod.containers;
     const env: Manifest[] = container.env;
-    // Deno reads OTEL_* and DENO_V8_FLAGS itself, glibc MALLOC_ARENA_MAX: no permission needed.
+    // Deno reads OTEL_* and DENO_V8_FLAGS itself, glibc its MALLOC_*: no permission needed.
+    const runtime = runtimeEnv(service.deploy);
     const undeclared = env.map((e) => e.name).filter((n: string) =>
-      !declared.has(n) && !n.startsWith("OTEL_") &&
-      !["DENO_V8_FLAGS", "MALLOC_ARENA_MAX"].includes(n)
+      !declared.has(n) && !n.startsWith("OTEL_") && !(n in runtime)
     );
     assert.deepEqual(undeclared, [], `${service.name} sets variables it may not read`);
     const value = (name: string) => env.find((e) => e.name === name)?.value;

@@ -10,7 +10,7 @@
  * artifact the image compiles) started as its compiled binary starts
  * (`binaryFlags`: no config read, the embedded V8 flags; core mode, telemetry
  * off); and that bundle as its Deployment runs it (`CONSUME_MODE`,
- * `OTEL_DENO=true`, `DENO_V8_FLAGS`, `MALLOC_ARENA_MAX` from
+ * `OTEL_DENO=true`, and `runtimeEnv`'s `DENO_V8_FLAGS` and glibc settings from
  * `k8s/<name>.yaml`). Then
  * tts-module's bundle under load: `--load-seconds` of full syntheses against
  * the fake XTTS, 16 at a time, and its `VmRSS` after.
@@ -34,6 +34,8 @@ import {
   serviceRuns,
 } from "./services.ts";
 import { BARE_READY, NATS_READY_NAME } from "./startup.ts";
+import { runtimeEnv } from "../../scripts/manifests.ts";
+import { SERVICES } from "../../services/table.ts";
 
 const RAW_NATS = new URL("./raw_nats.ts", import.meta.url).pathname;
 const ROOT = new URL("../../", import.meta.url).pathname;
@@ -102,7 +104,9 @@ const settle = () => new Promise((resolve) => setTimeout(resolve, 1000));
 export async function deploymentEnv(name: string): Promise<Record<string, string>> {
   const yaml = await Deno.readTextFile(`${ROOT}k8s/${name}.yaml`);
   const env: Record<string, string> = {};
-  for (const key of ["CONSUME_MODE", "DENO_V8_FLAGS", "MALLOC_ARENA_MAX", "OTEL_DENO"]) {
+  const deploy = SERVICES.find((s) => s.name === name)?.deploy;
+  if (!deploy) throw new Error(`Cannot read the Deployment of "${name}": not in services/table.ts`);
+  for (const key of ["CONSUME_MODE", "OTEL_DENO", ...Object.keys(runtimeEnv(deploy))]) {
     const value = yaml.match(new RegExp(`name: "?${key}"?\\s+value: "?([^"\\n]+)"?`))?.[1];
     if (value) env[key] = value;
   }

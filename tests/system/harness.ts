@@ -8,7 +8,7 @@
  * Kubernetes API's kubeconfig).
  *
  * Each service gets its Deployment's runtime settings (`DENO_V8_FLAGS`,
- * `MALLOC_ARENA_MAX`, from `runtimeEnv` of `scripts/manifests.ts`) unless
+ * `MALLOC_ARENA_MAX`, `MALLOC_TRIM_THRESHOLD_`, from `runtimeEnv` of `scripts/manifests.ts`) unless
  * `runtimeEnv: false`.
  *
  * Table-driven: every service gets the union of every backend's variables
@@ -81,7 +81,7 @@ export interface SystemOptions {
   env?: Record<string, string>;
   /**
    * Start each service with its Deployment's runtime settings (`DENO_V8_FLAGS` sized from its
-   * memory limit, `MALLOC_ARENA_MAX`; `runtimeEnv` of `scripts/manifests.ts`), as the cluster
+   * memory limit, glibc's `MALLOC_*`; `runtimeEnv` of `scripts/manifests.ts`), as the cluster
    * runs it. False to compare with the runtime's defaults.
    *
    * @default true

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { ROOT, serviceEnv } from "./harness.ts";
 import { SERVICES } from "../../services/table.ts";
+import { runtimeEnv } from "../../scripts/manifests.ts";
 
 const HEAP_LIMIT = `import v8 from "node:v8";
 console.log(v8.getHeapStatistics().heap_size_limit / 1048576);`;
@@ -29,7 +30,9 @@ Deno.test("harness: each service's Deployment heap limit reaches V8 under deno r
   const env = serviceEnv(entry, { NATS_URL: "nats://127.0.0.1:1" });
   // The same values as the generated Deployment.
   const manifest = await Deno.readTextFile(new URL(`${ROOT}k8s/${entry.name}.yaml`, "file://"));
-  for (const name of ["DENO_V8_FLAGS", "MALLOC_ARENA_MAX"]) {
+  const names = Object.keys(runtimeEnv(entry.deploy));
+  assert.deepEqual(names, ["DENO_V8_FLAGS", "MALLOC_ARENA_MAX", "MALLOC_TRIM_THRESHOLD_"]);
+  for (const name of names) {
     const value = new RegExp(`name: "${name}"\\s+value: "([^"]+)"`).exec(manifest)?.[1];
     assert.ok(value, `${name} in k8s/${entry.name}.yaml`);
     assert.equal(env[name], value);

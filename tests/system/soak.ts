@@ -176,7 +176,9 @@ try {
   line(
     `duration ${values.duration}, rate ${rate}/s, overhead rate ${overheadRate}/s, hostile ${hostileCount}, after ${values.after}, ` +
       `runtime env ${
-        runtimeEnv ? "on (the Deployments' DENO_V8_FLAGS, MALLOC_ARENA_MAX)" : "off"
+        runtimeEnv
+          ? "on (the Deployments' DENO_V8_FLAGS, MALLOC_ARENA_MAX, MALLOC_TRIM_THRESHOLD_)"
+          : "off"
       }; ` +
       `${navigator.hardwareConcurrency} CPUs, Deno ${Deno.version.deno}`,
   );
