@@ -51,6 +51,9 @@ COPY --from=build /out/service /service
 COPY --from=build /code-cache /code-cache
 # Read-only in the image; the services write no temporary files.
 ENV TMPDIR=/code-cache
+# glibc's malloc settings, as every Deployment sets them too (MALLOC_ENV in scripts/manifests.ts):
+# two arenas, and the trim threshold fixed at its default so that what start-up frees goes back.
+ENV MALLOC_ARENA_MAX=2 MALLOC_TRIM_THRESHOLD_=131072
 USER nonroot
 EXPOSE 8080
 ENTRYPOINT ["/service"]

@@ -2,9 +2,13 @@
  * The Dockerfile's code-cache step. No Docker or `deno compile` runtime runs here, so this checks
  * what can be: that the image looks for the cache where the build wrote it (same binary name, same
  * TMPDIR), and that the step's shell waits for the file, stops the binary and warns when no cache
- * appears, run under `/bin/sh` with a stand-in for the binary.
+ * appears, run under `/bin/sh` with a stand-in for the binary; and that the image sets the same
+ * glibc settings as the Deployments.
  */
 import assert from "node:assert/strict";
+import { imageEnv } from "../bench/perf/services.ts";
+import { MALLOC_ENV, runtimeEnv } from "./manifests.ts";
+import { SERVICES } from "../services/table.ts";
 
 const DOCKERFILE = await Deno.readTextFile(new URL("../Dockerfile", import.meta.url));
 
@@ -32,6 +36,16 @@ Deno.test("the image reads the code cache where the build wrote it", () => {
   assert.ok(generate.includes(`TMPDIR=${tmpdir} `), generate);
   assert.ok(generate.includes(`${tmpdir}/deno-compile-${name(built)}.cache`), generate);
   assert.match(final, /^ENTRYPOINT \["\/service"\]$/m);
+});
+
+Deno.test("the image gives its binary glibc's malloc settings, the same as every Deployment", () => {
+  // What the benchmarks start a bundle with to start it as the image does.
+  assert.deepEqual(imageEnv(), { ...MALLOC_ENV });
+  assert.deepEqual(Object.keys(MALLOC_ENV), ["MALLOC_ARENA_MAX", "MALLOC_TRIM_THRESHOLD_"]);
+  for (const service of SERVICES) {
+    const deployment = runtimeEnv(service.deploy);
+    for (const [name, value] of Object.entries(MALLOC_ENV)) assert.equal(deployment[name], value);
+  }
 });
 
 /** Runs the code-cache step with `stub` (a shell script body) in place of the binary. */

@@ -48,15 +48,21 @@ export const BACKEND_VARIABLES = [
 const HEAP_SHARE = 0.375;
 
 /**
+ * glibc's malloc settings of every service: two arenas (fewer per-thread heaps kept), and its trim
+ * threshold fixed at its own default, 128 KiB. Unfixed, glibc raises it to twice the largest mapped
+ * block freed so far, and the freed top of its heap then stays with the process: pipeline-bridge
+ * idles about 17 MiB lower with it fixed (docs/PERFORMANCE.md, "Fifth pass"). The image sets them
+ * (the Dockerfile's final stage) and so does every Deployment ({@linkcode runtimeEnv}).
+ */
+export const MALLOC_ENV: Readonly<Record<string, string>> = {
+  MALLOC_ARENA_MAX: "2",
+  MALLOC_TRIM_THRESHOLD_: "131072",
+};
+
+/**
  * The runtime settings of a service's Deployment: V8's heap limits sized from the memory limit
- * of `services/table.ts` (`DENO_V8_FLAGS`, which `deno run` and a compiled binary both read),
- * glibc's arena count (`MALLOC_ARENA_MAX`) and its trim threshold (`MALLOC_TRIM_THRESHOLD_`). The
- * system suite starts the services with them too.
- *
- * glibc raises its trim threshold to twice the largest mapped block freed so far, so after start-up
- * frees a block of a few MiB, as much freed memory at the top of the heap stays with the process.
- * Fixing the threshold at glibc's own default (128 KiB) turns that off: pipeline-bridge idles about
- * 17 MiB lower (docs/PERFORMANCE.md, "Fifth pass").
+ * of `services/table.ts` (`DENO_V8_FLAGS`, which `deno run` and a compiled binary both read) and
+ * glibc's ({@linkcode MALLOC_ENV}). The system suite starts the services with them too.
  *
  * @param deploy The service's deploy profile.
  * @returns The variables.
@@ -75,8 +81,7 @@ export function runtimeEnv(deploy: DeployProfile): Record<string, string> {
   const heapMiB = Math.floor(deploy.memoryMiB * HEAP_SHARE);
   return {
     DENO_V8_FLAGS: `--max-old-space-size=${heapMiB},--max-semi-space-size=2`,
-    MALLOC_ARENA_MAX: "2",
-    MALLOC_TRIM_THRESHOLD_: "131072",
+    ...MALLOC_ENV,
   };
 }
 

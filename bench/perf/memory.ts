@@ -8,8 +8,8 @@
  * exactly its permission set, three ways: `deno run services/<x>.ts` (core
  * mode, telemetry off, no V8 flags); its bundle (`scripts/bundle.ts`, the
  * artifact the image compiles) started as its compiled binary starts
- * (`binaryFlags`: no config read, the embedded V8 flags; core mode, telemetry
- * off); and that bundle as its Deployment runs it (`CONSUME_MODE`,
+ * (`binaryFlags`: no config read, the embedded V8 flags; the image's
+ * environment, `imageEnv`; core mode, telemetry off); and that bundle as its Deployment runs it (`CONSUME_MODE`,
  * `OTEL_DENO=true`, and `runtimeEnv`'s `DENO_V8_FLAGS` and glibc settings from
  * `k8s/<name>.yaml`). Then
  * tts-module's bundle under load: `--load-seconds` of full syntheses against
@@ -28,6 +28,7 @@ import {
   AS_SHIPPED_ENV,
   type Backends,
   buildBundles,
+  imageEnv,
   NATS_READY_BUNDLE,
   natsReadyFlags,
   type ServiceRun,
@@ -142,7 +143,7 @@ export async function measureIdle(backends: Backends, bundleDir: string): Promis
   raw.kill("SIGKILL");
   await raw.status;
   const floorArgs = ["run", ...natsReadyFlags(), `${bundleDir}/${NATS_READY_BUNDLE}`];
-  const floorEnv = { NATS_URL: backends.nats.url };
+  const floorEnv = { NATS_URL: backends.nats.url, ...imageEnv() };
   await stop(await startReady(floorArgs, floorEnv)); // its first run writes its code cache
   const floor = await startReady(floorArgs, floorEnv);
   await settle();
@@ -161,10 +162,12 @@ export async function measureIdle(backends: Backends, bundleDir: string): Promis
     await stop(await startReady(["run", ...service.flags, service.entry], service.env));
     await stop(await startReady(["run", ...service.binaryFlags, service.bundle!], service.env));
     for (const kind of kinds) {
-      const env = kind !== "bundle, Deployment env" ? service.env : {
+      // A Deployment's variables override the image's, as in a pod.
+      const env = kind === "deno run services/<x>.ts" ? service.env : {
         ...service.env,
-        ...(await deploymentEnv(service.name)),
-        ...receiver.exporterEnv(service.name),
+        ...imageEnv(),
+        ...(kind === "bundle, Deployment env" ? await deploymentEnv(service.name) : {}),
+        ...(kind === "bundle, Deployment env" ? receiver.exporterEnv(service.name) : {}),
       };
       const args = kind === "deno run services/<x>.ts"
         ? ["run", ...service.flags, service.entry]
@@ -194,7 +197,12 @@ export async function measureUnderLoad(
   seconds: number,
 ): Promise<{ before: number; after: number; requests: number }> {
   const tts = serviceRuns(backends, bundleDir).find((s: ServiceRun) => s.name === "tts-module")!;
-  const env = { ...tts.env, ...(await deploymentEnv("tts-module")), OTEL_DENO: "" };
+  const env = {
+    ...tts.env,
+    ...imageEnv(),
+    ...(await deploymentEnv("tts-module")),
+    OTEL_DENO: "",
+  };
   const running = await startReady(["run", ...tts.binaryFlags, tts.bundle!], {
     ...env,
     CONSUME_MODE: "core",

@@ -180,6 +180,28 @@ export function natsReadyFlags(): string[] {
   return asBinaryFlags({ net: true, env: ["NATS_URL", "HEALTH_PORT"] });
 }
 
+/**
+ * The environment the image gives its binary: the `ENV` instructions of the Dockerfile's final
+ * stage, but `TMPDIR` (where the image keeps the code cache; `deno run` keeps its own). Start a
+ * bundle with it to start it as the image does.
+ *
+ * @returns The variables.
+ */
+export function imageEnv(): Record<string, string> {
+  const dockerfile = Deno.readTextFileSync(`${ROOT}Dockerfile`);
+  const final = dockerfile.slice(dockerfile.lastIndexOf("\nFROM "));
+  const env: Record<string, string> = {};
+  for (const [, assignments] of final.matchAll(/^ENV (.+)$/gm)) {
+    for (const assignment of assignments!.trim().split(/\s+/)) {
+      const equals = assignment.indexOf("=");
+      if (equals < 1) throw new Error(`Cannot read the Dockerfile's "ENV ${assignments}"`);
+      const key = assignment.slice(0, equals);
+      if (key !== "TMPDIR") env[key] = assignment.slice(equals + 1);
+    }
+  }
+  return env;
+}
+
 function permissionSet(name: string): Record<string, true | string[]> {
   const config = JSON.parse(Deno.readTextFileSync(`${ROOT}deno.json`));
   const set: Record<string, true | string[]> | undefined = config.permissions?.[name];

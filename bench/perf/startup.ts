@@ -7,7 +7,8 @@
  * is measured three ways: `deno run services/<x>.ts`; its bundle
  * (`scripts/bundle.ts`, the artifact the image compiles) started as its
  * compiled binary starts (`binaryFlags`: no config read, the permission set,
- * unstable features and V8 flags the binary embeds), with V8's code cache
+ * unstable features and V8 flags the binary embeds, and the image's
+ * environment, `imageEnv`), with V8's code cache
  * warm; and the same with no code cache (`--no-code-cache`), which is a
  * binary's first start where it has none (a binary writes its cache under
  * `$TMPDIR` on its first start). Each run spawns it with exactly its
@@ -24,6 +25,7 @@ import {
   AS_SHIPPED_ENV,
   type Backends,
   buildBundles,
+  imageEnv,
   NATS_READY_BUNDLE,
   natsReadyFlags,
   serviceRuns,
@@ -120,7 +122,7 @@ export async function measureStartup(
       name: NATS_READY_NAME,
       kind: "",
       args: ["run", ...natsReadyFlags(), `${bundleDir}/${NATS_READY_BUNDLE}`],
-      env: { NATS_URL: backends.nats.url },
+      env: { NATS_URL: backends.nats.url, ...imageEnv() },
     },
   ];
   for (const s of serviceRuns(backends, bundleDir)) {
@@ -131,12 +133,17 @@ export async function measureStartup(
         args: ["run", ...s.flags, s.entry],
         env: s.env,
       },
-      { name: s.name, kind: "bundle", args: ["run", ...s.binaryFlags, s.bundle!], env: s.env },
+      {
+        name: s.name,
+        kind: "bundle",
+        args: ["run", ...s.binaryFlags, s.bundle!],
+        env: { ...s.env, ...imageEnv() },
+      },
       {
         name: s.name,
         kind: "bundle, no code cache",
         args: ["run", "--no-code-cache", ...s.binaryFlags, s.bundle!],
-        env: s.env,
+        env: { ...s.env, ...imageEnv() },
       },
     );
   }
