@@ -146,6 +146,9 @@ function unguardedUses(source: string, name: string, declared: number): number[]
     // A range of a regular expression's character class, as in `/[A-Za-z]/` for a name `Za`:
     // in code it could only be arithmetic on the function, never a call of it.
     if (/[[-]/.test(source[at - 1] ?? "") && source[at + name.length] === "-") continue;
+    // A class member's name, not the variable: `static jc;` (a field of nats.js that the
+    // minifier's name for the function may match; `static` is reserved in a module's code).
+    if (/\bstatic\s+$/.test(source.slice(Math.max(0, at - 12), at))) continue;
     if (regions.some(([start, end]) => at >= start && at < end)) continue;
     const typeofAt = source.lastIndexOf("typeof", at);
     const guardEnd = typeofAt >= 0 && /^typeof\s+$/.test(source.slice(typeofAt, at))

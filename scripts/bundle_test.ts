@@ -46,6 +46,19 @@ Deno.test("stripRequirePrelude: a regular expression's range that spells the nam
   assert.equal(stripRequirePrelude(prelude + "x=-Za-(1);y=Za(2);").stripped, false);
 });
 
+Deno.test("stripRequirePrelude: a class's static member of that name is no use", () => {
+  // The minifier may name the require function `jc`, the name of a static field of nats.js.
+  const prelude = IMPORT_MIN.replace("var r=", "var jc=");
+  const body = 'var fc=class{_h;static jc;static  jc(){}};typeof jc<"u"&&(b=jc("node:crypto"));';
+  const result = stripRequirePrelude(prelude + body);
+  assert.equal(result.stripped, true, result.reason);
+  assert.equal(result.source, "var jc=void 0;" + body);
+  // Where the name is a value, it is still a use: a static field's value, a key's, a ternary's.
+  for (const use of ["class A{static f=jc}", "o={jc:jc}", "x=a?jc:b;", "f(static_ jc)"]) {
+    assert.equal(stripRequirePrelude(prelude + use).stripped, false, use);
+  }
+});
+
 Deno.test("stripRequirePrelude removes the prelude behind an if block or a ternary (not minified)", () => {
   const body =
     'if (typeof __require !== "undefined") {\n  crypto = __require("node:crypto");\n}\n' +
