@@ -4,7 +4,7 @@
  * every service of `services/table.ts` (its permission set), it measures:
  *
  * Every service runs with its Deployment's runtime settings (`DENO_V8_FLAGS`,
- * `MALLOC_ARENA_MAX`) unless `--no-runtime-env`.
+ * `MALLOC_ARENA_MAX`, `MALLOC_TRIM_THRESHOLD_`) unless `--no-runtime-env`.
  *
  * 1. RSS and CPU per service idle;
  * 2. the mixed workload in core mode at `--rate` for `--duration` (longer
