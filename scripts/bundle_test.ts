@@ -158,6 +158,11 @@ Deno.test({
           const wide = [...source].filter((c) => c.codePointAt(0)! > 0xff);
           assert.deepEqual(wide, [], `${name} holds characters above U+00FF`);
         }
+        // Every bundle's module wrappers compile with it (so its code cache holds them): if the
+        // bundler's helpers change shape, none would, and start-up would quietly slow down.
+        for (const r of results) {
+          assert.ok(r.eagerWrappers >= 50, `${r.name}: ${r.eagerWrappers} wrappers made eager`);
+        }
         // pipeline-bridge's Kubernetes client requires Node modules: its prelude stays, said so.
         const bridge = results.find((r) => r.name === "pipeline-bridge")!;
         assert.equal(bridge.preludeRemoved, false);

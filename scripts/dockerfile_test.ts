@@ -38,6 +38,18 @@ Deno.test("the image reads the code cache where the build wrote it", () => {
   assert.match(final, /^ENTRYPOINT \["\/service"\]$/m);
 });
 
+Deno.test("the build stage copies every script the bundle step imports, and installs its packages", async () => {
+  const copied = DOCKERFILE.match(/^COPY (scripts\/\S+ )+scripts\/$/m)?.[0].split(" ").slice(1, -1);
+  assert.ok(copied, "the Dockerfile copies scripts/");
+  const bundle = await Deno.readTextFile(new URL("./bundle.ts", import.meta.url));
+  const local = [...bundle.matchAll(/^import .* from "\.\/([\w.]+)";$/gm)].map((m) =>
+    `scripts/${m[1]}`
+  );
+  assert.ok(local.length > 0);
+  for (const path of ["scripts/bundle.ts", ...local]) assert.ok(copied.includes(path), path);
+  assert.match(runInstruction("deno install"), /--entrypoint "\$\{ENTRY\}" scripts\/bundle\.ts$/);
+});
+
 Deno.test("the image gives its binary glibc's malloc settings, the same as every Deployment", () => {
   // What the benchmarks start a bundle with to start it as the image does.
   assert.deepEqual(imageEnv(), { ...MALLOC_ENV });
