@@ -46,6 +46,7 @@
  */
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { type KV, Kvm } from "@nats-io/kv";
+import { openBucket } from "./_bucket.ts";
 import { delay } from "./async.ts";
 import type { Logger } from "./log.ts";
 import type { NatsConnection } from "./natsutil.ts";
@@ -252,7 +253,7 @@ export async function createSessionAffinity(
   }
   // No JetStream account check first (one round trip at start-up): without JetStream, opening
   // the bucket's stream fails as well.
-  const kv = await new Kvm(jetstream(nc, { checkAPI: false })).create(options.bucket, {
+  const kv = await openBucket(new Kvm(jetstream(nc, { checkAPI: false })), options.bucket, {
     ttl: ttlMs,
     history: 1,
     replicas,
