@@ -9,9 +9,9 @@
  * mode, telemetry off, no V8 flags); its bundle (`scripts/bundle.ts`, the
  * artifact the image compiles) started as its compiled binary starts
  * (`binaryFlags`: no config read, the embedded V8 flags; the image's
- * environment, `imageEnv`; core mode, telemetry off); and that bundle as its Deployment runs it (`CONSUME_MODE`,
- * `OTEL_DENO=true`, and `runtimeEnv`'s `DENO_V8_FLAGS` and glibc settings from
- * `k8s/<name>.yaml`). Then
+ * environment, `imageEnv`; core mode, telemetry off); and that bundle as its
+ * Deployment runs it (`CONSUME_MODE`, `OTEL_DENO=true`, and `runtimeEnv`'s
+ * `DENO_V8_FLAGS` and glibc settings from `k8s/<name>.yaml`). Then
  * tts-module's bundle under load: `--load-seconds` of full syntheses against
  * the fake XTTS, 16 at a time, and its `VmRSS` after.
  *
@@ -163,12 +163,16 @@ export async function measureIdle(backends: Backends, bundleDir: string): Promis
     await stop(await startReady(["run", ...service.binaryFlags, service.bundle!], service.env));
     for (const kind of kinds) {
       // A Deployment's variables override the image's, as in a pod.
-      const env = kind === "deno run services/<x>.ts" ? service.env : {
-        ...service.env,
-        ...imageEnv(),
-        ...(kind === "bundle, Deployment env" ? await deploymentEnv(service.name) : {}),
-        ...(kind === "bundle, Deployment env" ? receiver.exporterEnv(service.name) : {}),
-      };
+      const env = kind === "deno run services/<x>.ts"
+        ? service.env
+        : kind === "bundle"
+        ? { ...service.env, ...imageEnv() }
+        : {
+          ...service.env,
+          ...imageEnv(),
+          ...(await deploymentEnv(service.name)),
+          ...receiver.exporterEnv(service.name),
+        };
       const args = kind === "deno run services/<x>.ts"
         ? ["run", ...service.flags, service.entry]
         : ["run", ...service.binaryFlags, service.bundle!];
