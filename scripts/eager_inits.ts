@@ -8,8 +8,8 @@
  * arrow function only when it is first called, and these are first called
  * after the bundle's code cache was written (when the main module is
  * compiled), so every start parses and compiles them again: for
- * pipeline-bridge, whose Kubernetes client loads through them, most of its
- * start-up (docs/PERFORMANCE.md, "Fifth pass"). V8 compiles a parenthesised
+ * pipeline-bridge, whose Kubernetes client loads through them, about a third
+ * of its CPU to ready (docs/PERFORMANCE.md, "Fifth pass"). V8 compiles a parenthesised
  * `function` expression with its script instead, so
  * {@linkcode eagerModuleInits} rewrites each wrapper's argument
  * `(a,b)=>{body}` as `(function(a,b){body})`. Inner functions stay lazy.
