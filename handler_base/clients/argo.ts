@@ -239,10 +239,10 @@ function narrowProcessEnv(): void {
   });
 }
 
-/** Loads `@kubernetes/client-node` once `process.env` is narrowed. */
-async function loadClientNode(): Promise<typeof K8s> {
+/** Loads `@kubernetes/client-node`'s used parts once `process.env` is narrowed. */
+async function loadClientNode(): Promise<typeof import("./_client_node.ts")> {
   narrowProcessEnv();
-  return await import("@kubernetes/client-node");
+  return await import("./_client_node.ts");
 }
 
 function toWorkflow(value: unknown): ArgoWorkflow {
