@@ -352,6 +352,8 @@ export async function serviceMain<S extends ConfigSpec>(
   definition: ServiceDefinition<S>,
   options: ServiceMainOptions = {},
 ): Promise<void> {
+  // Everything before this call: the runtime's start and the modules' evaluation.
+  const loadMs = performance.now();
   const { name } = definition;
   const env = options.env ?? Deno.env;
   const exit = options.exit ?? Deno.exit;
@@ -405,6 +407,7 @@ export async function serviceMain<S extends ConfigSpec>(
       ...(parts.timeoutMs ? { timeoutMs: parts.timeoutMs } : {}),
       ...(parts.telemetry ? { telemetry: parts.telemetry } : {}),
       ...(parts.onStart ? { onStart: parts.onStart } : {}),
+      startupPhasesMs: { load: loadMs, setup: performance.now() - loadMs },
       details: { ...parts.details, backends: () => breakers.snapshot(), memory: memoryDetail },
     });
   } catch (error) {

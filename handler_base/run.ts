@@ -118,10 +118,25 @@ export interface RunServiceOptions extends ConsumeSettings {
    * of `$SRV.STATS` (the circuit breakers of the backends). @default {}
    */
   details?: Record<string, () => unknown>;
+  /**
+   * Phases of the start before `runService` was called, in ms, one after the
+   * other from the runtime's time origin (`serviceMain` gives `load` and
+   * `setup`): the "Started" log line's `phases_ms` begins with them, and its
+   * next phase counts from where they end. @default {}
+   */
+  startupPhasesMs?: Readonly<Record<string, number>>;
 }
 
 /**
  * Runs the service until the signal fires, then stops it cleanly.
+ *
+ * Once it serves (its endpoints subscribed and `onStart` done) it logs
+ * "Started" with `startup_ms`, the time since the runtime started, and
+ * `phases_ms`, where it went: the phases given in `startupPhasesMs`, then
+ * `health` (the health server), `connect` (NATS, with any retries),
+ * `streams` (when it ensures them), `subscribe` (endpoints, discovery, the
+ * flush that makes them known) and `on_start`. In JetStream mode `/ready`
+ * also waits for the consumers to bind.
  *
  * @param options What to serve and how.
  * @returns When the service has stopped and the connection is drained.
@@ -136,17 +151,20 @@ export interface RunServiceOptions extends ConsumeSettings {
 export async function runService(options: RunServiceOptions): Promise<void> {
   const { name, logger } = options;
   const signal = options.signal ?? terminationSignal();
+  const startup = startupClock(options.startupPhasesMs);
   const health = startHealthServer({
     port: options.healthPort,
     hostname: options.healthHostname ?? "0.0.0.0",
     logger,
   });
+  startup.phase("health");
   health.setCheck("nats", () => "not connected yet");
   const details = Object.entries(options.details ?? {});
   for (const [detailName, detail] of details) health.setDetail(detailName, detail);
   try {
     const nc = await connectUntilSignal({ ...options.nats, name }, signal, logger);
     if (!nc) return;
+    startup.phase("connect");
     const connection = watchConnection(nc, (state) => {
       const log = state === "connected" ? logger.info : logger.warn;
       log("NATS connection changed", { state });
@@ -178,6 +196,7 @@ export async function runService(options: RunServiceOptions): Promise<void> {
           }
         },
       );
+      startup.phase("streams");
     }
     await service.start();
     const discovery = startDiscovery(service, {
@@ -192,8 +211,13 @@ export async function runService(options: RunServiceOptions): Promise<void> {
       const consumers = consumeJetStream(service, options.jetstream);
       health.setCheck("jetstream", () => consumers.check());
     }
-    await options.onStart?.(service);
+    startup.phase("subscribe");
+    if (options.onStart) {
+      await options.onStart(service);
+      startup.phase("on_start");
+    }
     if (!signal.aborted) {
+      logger.info("Started", startup.summary());
       await new Promise((resolve) => signal.addEventListener("abort", resolve, { once: true }));
     }
     logger.info("Stopping", { grace_ms: options.shutdownGraceMs ?? 10_000 });
@@ -209,6 +233,29 @@ export async function runService(options: RunServiceOptions): Promise<void> {
   } finally {
     await health.close();
   }
+}
+
+/**
+ * Times the phases of a start. `startup_ms` is `performance.now()`: the time
+ * since the runtime's time origin, so it includes loading the modules but not
+ * what the operating system and Deno do before that origin (a few ms).
+ */
+function startupClock(before: Readonly<Record<string, number>> = {}) {
+  const phases: Record<string, number> = { ...before };
+  const tenths = (ms: number) => Math.round(ms * 10) / 10;
+  const given = Object.values(before);
+  let last = given.length > 0 ? given.reduce((a, b) => a + b, 0) : performance.now();
+  return {
+    phase(name: string) {
+      const now = performance.now();
+      phases[name] = now - last;
+      last = now;
+    },
+    summary: () => ({
+      startup_ms: tenths(last),
+      phases_ms: Object.fromEntries(Object.entries(phases).map(([k, ms]) => [k, tenths(ms)])),
+    }),
+  };
 }
 
 /**
