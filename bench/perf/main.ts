@@ -16,7 +16,7 @@
 import { loadAverage } from "./proc.ts";
 import { measureIdle, measureUnderLoad } from "./memory.ts";
 import { buildBundles, startBackends } from "./services.ts";
-import { measureStartup, NATS_READY_NAME } from "./startup.ts";
+import { measureStartup, NATS_READY_NAME, phaseSummary } from "./startup.ts";
 import { median, spread } from "./stats.ts";
 import { measureThroughput, type Sample } from "./throughput.ts";
 
@@ -110,6 +110,16 @@ for (const row of startup.filter((r) => r !== base && r !== startFloor)) {
     } ms)`,
     (median(row.runs) / median(base.runs)).toFixed(2),
     "≤ 100 ms",
+  ]);
+}
+// Where each bundle's start went, from its "Started" log line (after the spawn-to-ready rows).
+for (const row of startup.filter((r) => r.kind === "bundle")) {
+  rows.push([
+    `where the start went, ${row.name} (bundle; medians, ms from the runtime's start)`,
+    phaseSummary(row),
+    `${NATS_READY_NAME} ${median(startFloor.runs).toFixed(0)} ms to /ready`,
+    "",
+    "",
   ]);
 }
 

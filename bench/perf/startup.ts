@@ -13,7 +13,9 @@
  * binary's first start where it has none (a binary writes its cache under
  * `$TMPDIR` on its first start). Each run spawns it with exactly its
  * permission set and a fixed `HEALTH_PORT`, and polls `/ready` every
- * millisecond from the spawn.
+ * millisecond from the spawn. A service logs at "info", as in its Deployment,
+ * and its "Started" line gives where its start went (`phases_ms`), which the
+ * table shows for the bundles.
  *
  * Run alone: `deno run -A bench/perf/startup.ts [--runs=9]` (`deno task bench` runs it too).
  *
@@ -41,6 +43,11 @@ export interface StartupSample {
    * on a shared machine, where a start also waits for a core.
    */
   readonly cpuMs: number;
+  /**
+   * Where a service's start went, from its "Started" log line (`phases_ms`, then `startup_ms` as
+   * `total`); empty for the baselines, which log nothing.
+   */
+  readonly phases: Readonly<Record<string, number>>;
 }
 
 /** Spawns, polls `/ready` until it answers 200, measures, then kills the process. */
@@ -51,26 +58,56 @@ export async function spawnToReady(
 ): Promise<StartupSample> {
   const url = `http://127.0.0.1:${healthPort}/ready`;
   const start = performance.now();
+  // At "info", as the Deployments log: a service writes a few lines at start, "Started" among them.
   const child = new Deno.Command(Deno.execPath(), {
     args: [...args],
-    env: { ...env, ...AS_SHIPPED_ENV, HEALTH_PORT: String(healthPort), LOG_LEVEL: "warn" },
+    env: { ...env, ...AS_SHIPPED_ENV, HEALTH_PORT: String(healthPort), LOG_LEVEL: "info" },
     stdin: "null",
     stdout: "null",
-    stderr: "null",
+    stderr: "piped",
   }).spawn();
+  const stderr = new Response(child.stderr).text();
+  let sample: Omit<StartupSample, "phases"> | undefined;
   try {
     const deadline = start + 30_000;
     while (performance.now() < deadline) {
       const status = await fetch(url).then(async (r) => (await r.body?.cancel(), r.status))
         .catch(() => 0);
-      if (status === 200) return { ms: performance.now() - start, cpuMs: cpuMs(child.pid) };
+      if (status === 200) {
+        sample = { ms: performance.now() - start, cpuMs: cpuMs(child.pid) };
+        break;
+      }
       await new Promise((resolve) => setTimeout(resolve, 1));
     }
-    throw new Error(`Cannot start ${args.join(" ")}: /ready is not 200 after 30 s`);
   } finally {
     child.kill("SIGKILL");
     await child.status;
   }
+  if (!sample) throw new Error(`Cannot start ${args.join(" ")}: /ready is not 200 after 30 s`);
+  return { ...sample, phases: startedPhases(await stderr) };
+}
+
+/**
+ * The phases of the "Started" line in a service's log, and `startup_ms` as `total`; empty when
+ * there is none.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { startedPhases } from "./startup.ts";
+ *
+ * const log = '{"msg":"Serving"}\n{"msg":"Started","startup_ms":80.5,"phases_ms":{"load":40,"connect":12}}\n';
+ * assert.deepEqual(startedPhases(log), { load: 40, connect: 12, total: 80.5 });
+ * assert.deepEqual(startedPhases("Listening on http://0.0.0.0:8080/\n"), {});
+ * ```
+ */
+export function startedPhases(log: string): Record<string, number> {
+  for (const line of log.split("\n")) {
+    if (!line.startsWith("{")) continue;
+    const entry = JSON.parse(line);
+    if (entry.msg === "Started") return { ...entry.phases_ms, total: entry.startup_ms };
+  }
+  return {};
 }
 
 /**
@@ -95,6 +132,8 @@ export interface StartupRow {
   readonly runs: readonly number[];
   /** The CPU time each run used to `/ready`, in ms. */
   readonly cpu: readonly number[];
+  /** Each phase of the services' "Started" lines, every run (none for the baselines). */
+  readonly phases: Readonly<Record<string, readonly number[]>>;
 }
 
 /**
@@ -152,6 +191,7 @@ export async function measureStartup(
     kind: t.kind,
     runs: [] as number[],
     cpu: [] as number[],
+    phases: {} as Record<string, number[]>,
   }));
   for (const target of targets) await spawnToReady(target.args, target.env, freePort()); // warm cache
   for (let run = 0; run < runs; run++) {
@@ -159,9 +199,31 @@ export async function measureStartup(
       const sample = await spawnToReady(target.args, target.env, freePort());
       results[i]!.runs.push(sample.ms);
       results[i]!.cpu.push(sample.cpuMs);
+      for (const [phase, ms] of Object.entries(sample.phases)) {
+        (results[i]!.phases[phase] ??= []).push(ms);
+      }
     }
   }
   return results;
+}
+
+/**
+ * A row's phases as "load 36, setup 18, … (total 80)": the median of each phase over the runs, in
+ * ms; empty for a baseline.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { phaseSummary } from "./startup.ts";
+ *
+ * const row = { name: "x", kind: "bundle", runs: [], cpu: [], phases: { load: [30, 40, 35], total: [80, 90, 70] } } as const;
+ * assert.equal(phaseSummary(row), "load 35 (total 80)");
+ * ```
+ */
+export function phaseSummary(row: StartupRow): string {
+  const { total, ...phases } = row.phases;
+  const parts = Object.entries(phases).map(([phase, ms]) => `${phase} ${median(ms).toFixed(0)}`);
+  return total ? `${parts.join(", ")} (total ${median(total).toFixed(0)})` : "";
 }
 
 if (import.meta.main) {
@@ -173,7 +235,7 @@ if (import.meta.main) {
     const what = row.kind ? ` (${row.kind})` : "";
     console.log(
       `${row.name}${what}: median ${median(row.runs).toFixed(0)} ms, ${spread(row.runs)}; ` +
-        `CPU ${median(row.cpu).toFixed(0)} ms`,
+        `CPU ${median(row.cpu).toFixed(0)} ms${phaseSummary(row) && `; ${phaseSummary(row)}`}`,
     );
   }
 }
