@@ -209,10 +209,19 @@ export function createService(nc: NatsConnection, options: ServiceOptions): Serv
   return new ServiceImpl(nc, options);
 }
 
-/** The error a queued message is refused with once the grace is over. */
-const STOPPED_ERROR = new OverloadedError(
-  "Cannot handle the message: the service stopped before it could start it",
-);
+let stoppedError: OverloadedError | undefined;
+
+/**
+ * The error a queued message is refused with once the grace is over. Made on
+ * first use: an error made while the bundle's top level runs costs about 20
+ * ms of start-up, as V8 then works out the source positions of that whole
+ * top level (docs/PERFORMANCE.md, "Sixth pass").
+ */
+function stopped(): OverloadedError {
+  return stoppedError ??= new OverloadedError(
+    "Cannot handle the message: the service stopped before it could start it",
+  );
+}
 
 /** {@linkcode Service} and its {@linkcode ServiceInternals}. */
 class ServiceImpl implements Service, ServiceInternals, Runtime {
@@ -329,7 +338,7 @@ class ServiceImpl implements Service, ServiceInternals, Runtime {
   async dispatch(endpoint: Endpoint, delivery: Delivery): Promise<Outcome> {
     const state = this.#stateOf(endpoint);
     while (!state.slots.tryAcquire()) {
-      if (state.slots.closed) return { ok: false, error: STOPPED_ERROR };
+      if (state.slots.closed) return { ok: false, error: stopped() };
       await state.slots.whenAvailable();
     }
     return await this.#start(state, delivery, state.release);
@@ -377,7 +386,7 @@ class ServiceImpl implements Service, ServiceInternals, Runtime {
   #onCoreMessage(state: EndpointState, msg: Msg): void {
     const delivery = new CoreDelivery(this, state, msg);
     if (state.slots.enqueue(delivery)) return;
-    const error = state.slots.closed ? STOPPED_ERROR : new OverloadedError(
+    const error = state.slots.closed ? stopped() : new OverloadedError(
       `Cannot accept the message: ${state.slots.inFlight} in flight and ` +
         `${state.slots.pending} waiting`,
     );
@@ -411,7 +420,7 @@ class ServiceImpl implements Service, ServiceInternals, Runtime {
 
   /** Answers a queued core message that will never start. */
   refuseCore(delivery: CoreDelivery): void {
-    this.replyError(delivery, STOPPED_ERROR);
+    this.replyError(delivery, stopped());
   }
 
   async #stop(graceMs: number): Promise<void> {
