@@ -11,6 +11,7 @@ import {
   serviceRuns,
   startBackends,
 } from "../bench/perf/services.ts";
+import { spawnToReady } from "../bench/perf/startup.ts";
 import {
   BUNDLE_TARGETS,
   bundleAll,
@@ -234,6 +235,23 @@ Deno.test({
             },
           );
         }
+        await t.step("the start-up benchmark reads where a bundle's start went", async () => {
+          const run = serviceRuns(backends, dir).find((r) => r.name === "tts-module")!;
+          const sample = await spawnToReady(
+            ["run", ...run.binaryFlags, run.bundle!],
+            run.env,
+            freePort(),
+          );
+          const { total, ...phases } = sample.phases;
+          assert.deepEqual(Object.keys(phases), [
+            "load",
+            "setup",
+            "health",
+            "connect",
+            "subscribe",
+          ]);
+          assert.ok(total! > 0 && total! <= sample.ms, JSON.stringify(sample));
+        });
         await t.step(
           "the floor baseline's bundle: /ready 200 once connected, answers",
           async () => {
