@@ -213,7 +213,7 @@ let stoppedError: OverloadedError | undefined;
 
 /**
  * The error a queued message is refused with once the grace is over. Made on
- * first use: an error made while the bundle's top level runs costs about 20
+ * first use: an error made while a bundle's top level runs costs 20 to 110
  * ms of start-up, as V8 then works out the source positions of that whole
  * top level (docs/PERFORMANCE.md, "Sixth pass").
  */

@@ -2,9 +2,10 @@
  * The parts of `@kubernetes/client-node` the Argo client uses, and only
  * those. `argo.ts` imports this module dynamically: a dynamic import of the
  * package itself keeps every export of its index alive in a bundle (the
- * generated API classes of the whole Kubernetes API, 4.2 MB of
- * pipeline-bridge's minified bundle), while named re-exports let the bundler
- * drop the classes nothing names (1.5 MB; docs/PERFORMANCE.md, "Sixth pass").
+ * generated API classes of the whole Kubernetes API: pipeline-bridge's
+ * minified bundle was 4.5 MB with them), while named re-exports let the
+ * bundler drop the classes nothing names (1.9 MB; docs/PERFORMANCE.md,
+ * "Sixth pass").
  *
  * @module
  */
