@@ -181,6 +181,12 @@ Deno.test("services/stt.ts with -P=stt-module: 30 sessions over 3 replicas land 
     }
     sub.unsubscribe();
     assert.deepEqual(errors, []);
+    // Each replica's start ends with opening the claims bucket, which its readiness waits for.
+    for (const r of replicas) {
+      const started = r.process.lines.filter((l) => l.startsWith("{")).map((l) => JSON.parse(l))
+        .find((l) => l.msg === "Started");
+      assert.equal(Object.keys(started?.phases_ms ?? {}).at(-1), "on_start", r.name);
+    }
   } finally {
     await client.close();
     for (const r of replicas) {

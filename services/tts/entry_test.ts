@@ -201,6 +201,17 @@ Deno.test("services/tts.ts with CONSUME_MODE=jetstream handles a request stored 
     for (const c of [statuses, full, chunks]) c.close();
     assert.equal((await tts.stop()).code, 0, tts.lines.join("\n"));
     assert.ok(tts.lines.some((l) => l.includes("jetstream_endpoints")), tts.lines.join("\n"));
+    // Ensuring the streams is a phase of its own, between the connection and the subscriptions.
+    const started = tts.lines.filter((l) => l.startsWith("{")).map((l) => JSON.parse(l))
+      .find((l) => l.msg === "Started");
+    assert.deepEqual(Object.keys(started?.phases_ms ?? {}), [
+      "load",
+      "setup",
+      "health",
+      "connect",
+      "streams",
+      "subscribe",
+    ]);
   } finally {
     await client.close();
   }
