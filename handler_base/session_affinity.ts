@@ -271,6 +271,8 @@ async function raiseReplicas(
   replicas: number,
   logger: Logger | undefined,
 ): Promise<void> {
+  // Every stream has at least one: nothing to look up (a round trip before ready).
+  if (replicas <= 1) return;
   const stream = `KV_${bucket}`;
   const jsm = await jetstreamManager(nc, { checkAPI: false });
   const info = await jsm.streams.info(stream);

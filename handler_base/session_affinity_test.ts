@@ -157,6 +157,36 @@ Deno.test("SessionAffinity: an owner whose claim was taken gives the session up 
   }
 });
 
+Deno.test("SessionAffinity with one replica asks for its stream's info no more than opening the bucket does", async () => {
+  await using server = await startNatsServer();
+  const nc = await connectNats({ servers: server.url, name: "t" });
+  const watcher = await connectNats({ servers: server.url, name: "watcher" });
+  try {
+    // The broker answers the JetStream API; another subscriber sees each request too.
+    let infos = 0;
+    watcher.subscribe("$JS.API.STREAM.INFO.KV_t_one", { callback: () => void infos++ });
+    await watcher.flush();
+    await new Kvm(nc).create("t_one", { history: 1 });
+    await nc.flush();
+    await watcher.flush();
+    infos = 0;
+    await new Kvm(nc).create("t_one", { history: 1 }); // opens the existing bucket
+    await nc.flush();
+    await watcher.flush();
+    const byOpening = infos;
+    infos = 0;
+    await using affinity = await createSessionAffinity(nc, { bucket: "t_one", replicas: 1 });
+    await nc.flush();
+    await watcher.flush();
+    assert.ok(byOpening > 0);
+    assert.equal(infos, byOpening, "a second look-up before ready");
+    assert.deepEqual(affinity.members(), [affinity.replicaId]);
+  } finally {
+    await watcher.close();
+    await nc.close();
+  }
+});
+
 Deno.test("SessionAffinity on a three-node cluster: the bucket has three replicas and claims survive the death of its leader", async () => {
   await using cluster = await startNatsCluster({ size: 3 });
   const [a, b, admin] = await Promise.all(
