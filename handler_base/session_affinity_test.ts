@@ -231,6 +231,13 @@ Deno.test("SessionAffinity on a three-node cluster: the bucket has three replica
       elected = now.cluster?.leader;
       return elected !== undefined && elected !== leader;
     }, { timeoutMs: 20_000 });
+    // b may have been connected to the dead node: until it reaches the bucket again it would
+    // handle sessions unclaimed (fail open, by design), so wait until it can read the claim.
+    await eventually(async () => {
+      const kv = await new Kvm(b!).open("t_cluster").catch(() => undefined);
+      const entry = await kv?.get(sessionKey("before")).catch(() => undefined);
+      return entry?.string() === "a";
+    }, { timeoutMs: 20_000 });
     // The claim made before the kill is still there (a single replica on the dead node would be
     // unreachable), and a new session still has exactly one owner.
     assert.equal(await rb.admit("before", () => "b"), undefined);
