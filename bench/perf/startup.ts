@@ -233,9 +233,10 @@ if (import.meta.main) {
   await using bundles = await buildBundles();
   for (const row of await measureStartup(backends, bundles.dir, runs)) {
     const what = row.kind ? ` (${row.kind})` : "";
+    const phases = phaseSummary(row);
     console.log(
       `${row.name}${what}: median ${median(row.runs).toFixed(0)} ms, ${spread(row.runs)}; ` +
-        `CPU ${median(row.cpu).toFixed(0)} ms${phaseSummary(row) && `; ${phaseSummary(row)}`}`,
+        `CPU ${median(row.cpu).toFixed(0)} ms${phases && `; ${phases}`}`,
     );
   }
 }

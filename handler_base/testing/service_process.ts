@@ -88,6 +88,8 @@ export interface ServiceProcess extends AsyncDisposable {
   readonly healthPort: number;
   /** The lines it wrote to stderr so far (its JSON logs). */
   readonly lines: readonly string[];
+  /** The first log record read so far whose `msg` is `msg`, parsed; undefined when none. */
+  logged(msg: string): Record<string, unknown> | undefined;
   /** Resolves with its exit status. */
   readonly status: Promise<Deno.CommandStatus>;
   /** `GET /ready`, or undefined when nothing listens any more. */
@@ -204,6 +206,7 @@ export async function startServiceProcess(
     child,
     healthPort,
     lines,
+    logged: (msg) => lines.map(parseLogLine).find((record) => record?.msg === msg),
     status,
     readiness,
     async waitForReadiness(expected, { timeoutMs = 20_000 } = {}) {

@@ -45,9 +45,7 @@ async function startReplica(server: NatsServer, name: string) {
     },
   });
   await process.waitForReadiness(200);
-  const started = process.lines.filter((l) => l.startsWith("{")).map((l) => JSON.parse(l)).find((
-    r,
-  ) => r.msg === "Session affinity on");
+  const started = process.logged("Session affinity on");
   return { name, whisper, process, replicaId: String(started?.replica_id) };
 }
 
@@ -183,9 +181,8 @@ Deno.test("services/stt.ts with -P=stt-module: 30 sessions over 3 replicas land 
     assert.deepEqual(errors, []);
     // Each replica's start ends with opening the claims bucket, which its readiness waits for.
     for (const r of replicas) {
-      const started = r.process.lines.filter((l) => l.startsWith("{")).map((l) => JSON.parse(l))
-        .find((l) => l.msg === "Started");
-      assert.equal(Object.keys(started?.phases_ms ?? {}).at(-1), "on_start", r.name);
+      const phases = r.process.logged("Started")?.phases_ms ?? {};
+      assert.equal(Object.keys(phases).at(-1), "on_start", r.name);
     }
   } finally {
     await client.close();

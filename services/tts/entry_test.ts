@@ -96,8 +96,7 @@ Deno.test("services/tts.ts runs with -P=tts-module: voices, streamed and full sy
     assert.equal((await tts.stop()).code, 0, tts.lines.join("\n"));
     assert.ok(!tts.lines.some((l) => l.includes("NotCapable")), tts.lines.join("\n"));
     // Its start, phase by phase: loading the modules and the setup (the voices scan) come first.
-    const started = tts.lines.filter((l) => l.startsWith("{")).map((l) => JSON.parse(l))
-      .find((l) => l.msg === "Started");
+    const started = tts.logged("Started");
     assert.ok(started, tts.lines.join("\n"));
     const phases = started.phases_ms as Record<string, number>;
     assert.deepEqual(Object.keys(phases), ["load", "setup", "health", "connect", "subscribe"]);
@@ -105,7 +104,7 @@ Deno.test("services/tts.ts runs with -P=tts-module: voices, streamed and full sy
     // From the runtime's time origin on, the phases account for the whole start (each is
     // rounded to 0.1 ms).
     const sum = Object.values(phases).reduce((a, b) => a + b, 0);
-    assert.ok(Math.abs(started.startup_ms - sum) <= 0.3, JSON.stringify(started));
+    assert.ok(Math.abs(Number(started.startup_ms) - sum) <= 0.3, JSON.stringify(started));
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -202,9 +201,7 @@ Deno.test("services/tts.ts with CONSUME_MODE=jetstream handles a request stored 
     assert.equal((await tts.stop()).code, 0, tts.lines.join("\n"));
     assert.ok(tts.lines.some((l) => l.includes("jetstream_endpoints")), tts.lines.join("\n"));
     // Ensuring the streams is a phase of its own, between the connection and the subscriptions.
-    const started = tts.lines.filter((l) => l.startsWith("{")).map((l) => JSON.parse(l))
-      .find((l) => l.msg === "Started");
-    assert.deepEqual(Object.keys(started?.phases_ms ?? {}), [
+    assert.deepEqual(Object.keys(tts.logged("Started")?.phases_ms ?? {}), [
       "load",
       "setup",
       "health",
